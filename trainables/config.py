@@ -1,0 +1,243 @@
+"""The validated, frozen configuration of one trial.
+
+Built once at the edge (CLI, YAML file or a Ray Tune ``config``) and passed down unchanged:
+nothing below this module reads environment variables or globals to decide how to train.
+Every decision that the paper leaves open (see ``method-spec.md``) is a named field here with
+its documented default, never a hidden constant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trainables.bandwidth import latent_channels
+
+METHODS = ("proposed", "deepjscc", "deepjscc_ft", "deepsc")
+Method = Literal["proposed", "deepjscc", "deepjscc_ft", "deepsc"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(_Frozen):
+    """Where the images come from and how they are split.
+
+    ``source="auto"`` reads ``{split}.npz`` or ``{split}.parquet`` from the first of
+    ``search_dirs`` + ``root`` that has it, and otherwise downloads CIFAR-10 into ``root``
+    through torchvision (the path users without a local copy take).
+    """
+
+    name: Literal["cifar10"] = "cifar10"
+    source: Literal["auto", "torchvision", "parquet", "npz"] = "auto"
+    root: str = "~/.cache/semtune/cifar10"
+    search_dirs: tuple[str, ...] = ()
+    val_per_class: int = Field(500, ge=1, description="validation images per class, carved from train (seeded)")
+    train_per_class: int | None = Field(None, ge=1, description="subset: training images per class (seeded); None = all")
+    test_per_class: int | None = Field(None, ge=1, description="subset: first N test images per class in file order")
+    eval_split: Literal["val", "test"] = "val"
+    final_test: bool = Field(False, description="after training, also evaluate once on the test split")
+    hflip: bool = Field(False, description="random horizontal flips on the training batches (on device)")
+    image_size: tuple[int, int] = (32, 32)
+
+
+class CodecConfig(_Frozen):
+    """Semantic encoder/decoder. ``arch='paper'`` is Fig. 1; ``'plain'`` is Bourtsoulatze's DeepJSCC."""
+
+    arch: Literal["paper", "plain"] = "paper"
+    width: int = Field(256, ge=4, description="hidden channels of the paper architecture")
+    kn: float = Field(1 / 12, gt=0.0, le=1.0, description="requested bandwidth ratio k/n (complex symbols per source scalar)")
+
+
+class ChannelConfig(_Frozen):
+    """Complex AWGN at ``snr_db``; with ``train_snr_range_db`` the training SNR is drawn per batch."""
+
+    snr_db: float = Field(20.0, ge=-30.0, le=60.0)
+    train_snr_range_db: tuple[float, float] | None = None
+    power: float = Field(1.0, gt=0.0, description="average symbol power P after normalisation")
+
+    @field_validator("train_snr_range_db")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and v[0] > v[1]:
+            raise ValueError(f"low must not exceed high (got {v[0]} > {v[1]})")
+        return v
+
+
+class ClassifierConfig(_Frozen):
+    """The downstream model and its stage 0 (preparation for the dataset at hand).
+
+    ``checkpoint``: a file path, ``"auto"`` (look for the public akamaster file in
+    ``search_dirs`` and the cache, download it otherwise) or ``None`` (random init; train it
+    in stage 0 for ``finetune_epochs``).
+    """
+
+    arch: Literal["resnet56", "resnet20"] = "resnet56"
+    checkpoint: str | None = "auto"
+    search_dirs: tuple[str, ...] = ()
+    finetune_epochs: int = Field(0, ge=0, description="stage 0: epochs of fine-tuning on the clean training split")
+    finetune_lr: float = Field(0.01, gt=0.0)
+    cache_dir: str = "~/.cache/semtune/classifiers"
+    finetune_backbone: bool = Field(False, description="stage 2 also trains the backbone (paper: classifier only)")
+
+
+class LossConfig(_Frozen):
+    """Loss weights of eq. 9 and 10 and the semantic contrastive loss of eq. 7."""
+
+    alpha1: float | Literal["kn"] = Field("kn", description="stage-1 weight of L_rec; 'kn' = the paper's alpha1 = k/n")
+    alpha2: float = Field(0.5, ge=0.0, le=1.0, description="stage-2 weight of L_rec")
+    tau: float = Field(0.1, gt=0.0, description="temperature of the contrastive loss")
+    proj_dim: int = Field(32, ge=1, description="output dimension of the projection head")
+    contrastive: Literal["eq7", "infonce"] = Field("eq7", description="eq7: as printed (positive not in denominator)")
+
+    @field_validator("alpha1")
+    @classmethod
+    def _alpha_in_unit_interval(cls, v: float | str) -> float | str:
+        if isinstance(v, float) and not 0.0 <= v <= 1.0:
+            raise ValueError(f"must be in [0, 1] or 'kn' (got {v})")
+        return v
+
+
+class StageConfig(_Frozen):
+    """Adam with a step schedule (the paper: halve the learning rate every 50 epochs)."""
+
+    epochs: int = Field(ge=0)
+    lr: float = Field(gt=0.0)
+    lr_step_epochs: int = Field(50, ge=1)
+    lr_gamma: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class TrialConfig(_Frozen):
+    """Everything that determines one two-stage trial."""
+
+    method: Method = "proposed"
+    data: DataConfig = DataConfig()
+    codec: CodecConfig = CodecConfig()
+    channel: ChannelConfig = ChannelConfig()
+    classifier: ClassifierConfig = ClassifierConfig()
+    loss: LossConfig = LossConfig()
+    stage1: StageConfig = StageConfig(epochs=200, lr=0.01)
+    stage2: StageConfig = StageConfig(epochs=100, lr=1e-4)
+    batch_size: int = Field(128, ge=2, description="training batch (>= 2: the contrastive loss needs negatives)")
+    eval_batch_size: int = Field(500, ge=1)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; None = leave torch's default")
+
+    @model_validator(mode="after")
+    def _reachable_bandwidth(self) -> "TrialConfig":
+        h, w = self.data.image_size
+        latent_channels(self.codec.kn, h, w)  # raises ValueError naming the reason
+        return self
+
+    # -- derived values, computed in one place -------------------------------------------------
+    @property
+    def alpha1(self) -> float:
+        """The stage-1 weight, resolving the paper's ``alpha1 = k/n`` heuristic to the achieved k/n."""
+        return self.kn_achieved if self.loss.alpha1 == "kn" else float(self.loss.alpha1)
+
+    @property
+    def kn_achieved(self) -> float:
+        h, w = self.data.image_size
+        return latent_channels(self.codec.kn, h, w).kn_achieved
+
+    @property
+    def stage_epochs(self) -> tuple[int, int]:
+        """Epochs of (stage 1, stage 2) for this method; DeepJSCC has no stage 2."""
+        return (self.stage1.epochs, 0 if self.method == "deepjscc" else self.stage2.epochs)
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(self.stage_epochs)
+
+    def digest(self) -> str:
+        """A short stable hash of the whole config (names cache entries and runs)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# -- building configs at the edge ------------------------------------------------------------------
+
+
+class ConfigError(ValueError):
+    """A config is invalid. ``problems`` holds ``(field path, reason)`` pairs, one per problem."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{path}: {reason}" for path, reason in problems))
+
+    def lines(self) -> list[str]:
+        return [f"error: {path}: {reason}" for path, reason in self.problems]
+
+
+def problems_from_validation_error(err: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    """Turn pydantic's errors into one ``(dotted.field.path, reason)`` pair each."""
+    out = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
+        path = ".".join(p for p in (prefix, loc) if p) or "<root>"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
+            msg = f"{msg} (got {e['input']!r})"
+        out.append((path, msg))
+    return out
+
+
+def set_dotted(doc: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """Return a copy of ``doc`` with ``a.b.c = value`` set (for ``--set`` overrides)."""
+    out = json.loads(json.dumps(doc))
+    node = out
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = node[key] = {}
+        node = child
+    node[leaf] = value
+    return out
+
+
+def resolve_paths(doc: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """Make the relative file paths of a config document absolute against ``base``.
+
+    Trials may run on other nodes and in other working directories, so paths are pinned
+    where the file that names them lives.
+    """
+    out = json.loads(json.dumps(dict(doc)))
+
+    def fix(section: str, key: str, many: bool) -> None:
+        node = out.get(section)
+        if not isinstance(node, dict) or node.get(key) in (None, "auto"):
+            return
+        values = node[key] if many else [node[key]]
+        if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
+            return  # leave the type error to validation
+        fixed = [str((base / Path(v).expanduser()).resolve()) if not v.startswith("~") else v for v in values]
+        node[key] = fixed if many else fixed[0]
+
+    for section, key, many in (
+        ("data", "root", False),
+        ("data", "search_dirs", True),
+        ("classifier", "checkpoint", False),
+        ("classifier", "search_dirs", True),
+        ("classifier", "cache_dir", False),
+    ):
+        fix(section, key, many)
+    return out
+
+
+def build_trial_config(doc: Mapping[str, Any]) -> TrialConfig:
+    """Validate a plain document into a :class:`TrialConfig`, or raise :class:`ConfigError`."""
+    if not isinstance(doc, Mapping):
+        raise ConfigError([("<root>", f"expected a mapping of fields, got {type(doc).__name__}")])
+    try:
+        return TrialConfig.model_validate(dict(doc))
+    except ValidationError as err:
+        raise ConfigError(problems_from_validation_error(err)) from None

@@ -1,0 +1,6 @@
+"""Datasets as tensors: CIFAR-10 from npz, HuggingFace-style Parquet or torchvision."""
+
+from trainables.data.batches import iterate_batches, num_batches
+from trainables.data.splits import ImageSet, Splits, load_splits, per_class_rows
+
+__all__ = ["ImageSet", "Splits", "iterate_batches", "load_splits", "num_batches", "per_class_rows"]
