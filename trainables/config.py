@@ -179,12 +179,13 @@ def problems_from_validation_error(err: ValidationError, prefix: str = "") -> li
     """Turn pydantic's errors into one ``(dotted.field.path, reason)`` pair each."""
     out = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "<")))
         path = ".".join(p for p in (prefix, loc) if p) or "<root>"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
-        elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
+        elif ("input" in e and e["type"] != "missing" and not isinstance(e["input"], (dict, list))
+              and "(got " not in msg and str(e["input"]) not in msg):
             msg = f"{msg} (got {e['input']!r})"
         out.append((path, msg))
     return out

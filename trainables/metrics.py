@@ -7,8 +7,6 @@ over images. SSIM for small images; MS-SSIM (5 scales) only for large ones such 
 from __future__ import annotations
 
 import torch
-from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as _ms_ssim
-from torchmetrics.functional.image import structural_similarity_index_measure as _ssim
 
 PSNR_DEFINITION = "per-image 10*log10(1/MSE) on [0,1] images, reconstruction clamped to [0,1], mean over images"
 _MIN_MSE = 1e-10  # caps a perfect reconstruction at 100 dB instead of +inf
@@ -20,8 +18,12 @@ def psnr_per_image(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 
 
 def ssim_per_image(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    from torchmetrics.functional.image import structural_similarity_index_measure as _ssim  # 3 s to import
+
     return _ssim(x_hat.float().clamp(0, 1), x.float(), data_range=1.0, reduction="none")
 
 
 def ms_ssim_per_image(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as _ms_ssim
+
     return _ms_ssim(x_hat.float().clamp(0, 1), x.float(), data_range=1.0, reduction="none")

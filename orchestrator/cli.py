@@ -1,0 +1,77 @@
+"""The ``semtune`` command line.
+
+Expected failures (a bad study or config file, a missing path) print ``error: <field>: <reason>``
+lines and exit with code 2, never a traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from trainables.config import ConfigError
+
+EXIT_INVALID = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="semtune", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("trial", help="run one configuration without Ray")
+    t.add_argument("config", help="trial config YAML (fields of trainables.config.TrialConfig)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field, e.g. --set codec.kn=0.0833 (repeatable)")
+    t.add_argument("--out", help="output folder (default: semtune-trial-<config hash>)")
+    t.add_argument("--resume", action="store_true", help="continue from the output folder's checkpoint")
+
+    v = sub.add_parser("validate", help="check a study file; print every problem")
+    v.add_argument("study", help="study YAML")
+
+    r = sub.add_parser("run", help="run a study (resumes it if its folder already holds it)")
+    r.add_argument("study", help="study YAML")
+
+    s = sub.add_parser("resume", help="resume an interrupted study from its folder")
+    s.add_argument("study_dir", help="the study folder (<storage_path>/<name>)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "trial":
+            from orchestrator.trial_command import run_trial_command
+
+            return run_trial_command(args.config, args.overrides, args.out, args.resume)
+        if args.command == "validate":
+            from orchestrator.spec import load_spec
+
+            spec = load_spec(args.study)
+            from orchestrator.conditions import condition_grid
+
+            n = len(condition_grid(spec))
+            print(f"ok: study {spec.name!r}: {n} conditions x {spec.budget.trials_per_condition} trials, "
+                  f"methods {', '.join(spec.methods)}, sampler {spec.sampler.name}, pruner {spec.pruner.name}")
+            return 0
+        if args.command in ("run", "resume"):
+            from orchestrator.spec import load_spec
+            from orchestrator.study import resume_study, run_study, summary_lines
+
+            outcome = run_study(load_spec(args.study)) if args.command == "run" else resume_study(args.study_dir)
+            print("\n".join(summary_lines(outcome)))
+            return 0
+    except ConfigError as err:
+        for line in err.lines():
+            print(line, file=sys.stderr)
+        return EXIT_INVALID
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

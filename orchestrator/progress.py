@@ -1,0 +1,110 @@
+"""A live terminal view of a study: trials per condition by state, and the current front size."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import defaultdict
+
+from ray.tune import Callback
+
+from orchestrator.callbacks import trial_outcome
+from orchestrator.objectives import METRICS
+from orchestrator.pareto import nondominated_mask
+
+STATES = ("running", "completed", "pruned", "failed")
+
+
+class StudyProgress:
+    """Counts and fronts per condition, fed by trial events (pure bookkeeping, no I/O)."""
+
+    def __init__(self, conditions: list[str], per_condition: int):
+        self.conditions = conditions
+        self.per_condition = per_condition
+        self.state: dict[str, tuple[str, str]] = {}  # trial id -> (condition, state)
+        self.points: dict[str, tuple[str, tuple[float, ...]]] = {}  # completed trial id -> (condition, objectives)
+
+    def update(self, trial_id: str, condition: str, state: str, result: dict | None = None) -> None:
+        self.state[trial_id] = (condition, state)
+        if state == "completed" and result:
+            values = tuple(float(result.get(m, math.nan)) for m in METRICS)
+            if all(math.isfinite(v) for v in values):
+                self.points[trial_id] = (condition, values)
+
+    def counts(self, condition: str) -> dict[str, int]:
+        c = defaultdict(int)
+        for cond, st in self.state.values():
+            if cond == condition:
+                c[st] += 1
+        return c
+
+    def front_size(self, condition: str) -> int:
+        pts = [v for cond, v in self.points.values() if cond == condition]
+        return int(nondominated_mask(pts).sum()) if pts else 0
+
+    def table(self) -> list[str]:
+        width = max([len("condition")] + [len(c) for c in self.conditions])
+        head = f"{'condition':<{width}}  {'done':>7}  " + "  ".join(f"{s:>9}" for s in STATES) + "  front"
+        lines = [head]
+        for cond in self.conditions:
+            c = self.counts(cond)
+            done = c["completed"] + c["pruned"] + c["failed"]
+            lines.append(f"{cond:<{width}}  {done:>3}/{self.per_condition:<3}  "
+                         + "  ".join(f"{c[s]:>9}" for s in STATES) + f"  {self.front_size(cond):>5}")
+        return lines
+
+
+class ProgressView(Callback):
+    """Redraws the table in place on a terminal; prints it every ``interval_s`` otherwise."""
+
+    def __init__(self, conditions: list[str], per_condition: int, interval_s: float = 15.0, stream=None):
+        self.progress = StudyProgress(conditions, per_condition)
+        self.interval_s = interval_s
+        self.stream = stream
+        self._drawn = 0
+        self._last = 0.0
+        self._dirty = True
+
+    def _out(self):
+        return self.stream or sys.stderr
+
+    def _mark(self, trial, state, result=None):
+        self.progress.update(trial.trial_id, trial.config.get("condition", "?"), state, result)
+        self._dirty = True
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._mark(trial, "running")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        state, _ = trial_outcome(trial.last_result, errored=False)
+        self._mark(trial, state, trial.last_result)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._mark(trial, "failed")
+
+    def on_step_end(self, iteration, trials, **info):
+        self.draw()
+
+    def on_experiment_end(self, trials, **info):
+        self.draw(force=True)
+
+    def draw(self, force: bool = False) -> None:
+        out = self._out()
+        tty = hasattr(out, "isatty") and out.isatty()
+        now = time.monotonic()
+        if not force and (not self._dirty or (not tty and now - self._last < self.interval_s)):
+            return
+        lines = self.progress.table()
+        if tty and self._drawn:
+            out.write(f"\x1b[{self._drawn}F\x1b[J")  # back to the table's first line, clear below
+        out.write("\n".join(lines) + "\n")
+        out.flush()
+        self._drawn = len(lines) if tty else 0
+        self._last, self._dirty = now, False
+
+    def get_state(self):
+        return {"state": self.progress.state, "points": self.progress.points}
+
+    def set_state(self, state):
+        self.progress.state, self.progress.points = state["state"], state["points"]

@@ -1,0 +1,122 @@
+"""Pareto ranks, fronts, hypervolumes and compute spent, per condition, from the trials table.
+
+Only completed trials with finite objectives are ranked: a pruned trial's last values are
+low-fidelity (it never trained its full budget) and a failed one has none, so both are listed
+in reports but never placed on a front. The sorting and the hypervolume are moocore's, reached
+through :mod:`orchestrator.pareto`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.objectives import METRICS
+from orchestrator.pareto import hypervolume, hypervolume_trace, pareto_ranks
+
+from .schema import DEFAULT_REFERENCE
+
+
+def rankable(df: pd.DataFrame) -> np.ndarray:
+    """True for completed trials whose objectives are all finite."""
+    finite = np.isfinite(df[list(METRICS)].astype(float).to_numpy()).all(axis=1)
+    return (df["status"] == "completed").to_numpy() & finite
+
+
+def conditions(df: pd.DataFrame) -> list[str]:
+    """Condition names in reading order: highest SNR first, then increasing k/n."""
+    keys = df.groupby("condition", sort=False).agg(snr=("snr_db", "first"), kn=("kn_requested", "first"))
+    return keys.sort_values(["snr", "kn"], ascending=[False, True], kind="stable").index.tolist()
+
+
+def rank_trials(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` with ``pareto_rank`` set per condition (null for unranked trials)."""
+    out = df.copy()
+    ok, condition = rankable(out), out["condition"].to_numpy()
+    points = out[list(METRICS)].to_numpy(float)
+    ranks = np.zeros(len(out), dtype="int64")  # 0 = not ranked; positional, so any index works
+    for c in pd.unique(condition[ok]):
+        chosen = ok & (condition == c)
+        ranks[chosen] = pareto_ranks(points[chosen])
+    out["pareto_rank"] = pd.Series(ranks, index=out.index, dtype="Int64").mask(ranks == 0)
+    return out
+
+
+def front_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Rank-1 trials of every condition, best accuracy first."""
+    ranked = rank_trials(df)
+    front = ranked[ranked["pareto_rank"].eq(1).fillna(False).astype(bool)]
+    order = front["condition"].map({c: i for i, c in enumerate(conditions(ranked))})
+    front = front.assign(_order=order).sort_values(["_order", *METRICS], ascending=[True, False, False], kind="stable")
+    return front.drop(columns="_order").reset_index(drop=True)
+
+
+def hypervolumes(df: pd.DataFrame, ref=DEFAULT_REFERENCE) -> pd.DataFrame:
+    """Per condition: hypervolume of its completed trials w.r.t. ``ref``, status counts, front size."""
+    ranked = rank_trials(df.reset_index(drop=True))
+    ok = pd.Series(rankable(ranked), index=ranked.index)
+    rows = []
+    for condition in conditions(ranked):
+        group = ranked[ranked["condition"] == condition]
+        points = group.loc[ok[group.index], list(METRICS)].to_numpy(float)
+        counts = group["status"].value_counts()
+        rows.append(
+            {
+                "condition": condition,
+                "snr_db": float(group["snr_db"].iloc[0]),
+                "hypervolume": hypervolume(points, ref),
+                "n_trials": len(group),
+                **{f"n_{s}": int(counts.get(s, 0)) for s in ("completed", "pruned", "failed", "running")},
+                "front_size": int(group["pareto_rank"].eq(1).fillna(False).sum()),
+                "ref_accuracy": float(ref[0]),
+                "ref_psnr": float(ref[1]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def hypervolume_progress(df: pd.DataFrame, ref=DEFAULT_REFERENCE) -> pd.DataFrame:
+    """Per condition, the hypervolume after each completed trial in the order trials finished.
+
+    Trials are ordered by ``end_time`` (those without one, last, in table order); running trials
+    have not finished and are left out. ``trials_finished`` and ``epochs_spent`` count every
+    finished trial up to that moment, pruned and failed ones included: they cost compute too.
+    """
+    df = df.reset_index(drop=True)
+    ok = pd.Series(rankable(df), index=df.index)
+    rows = []
+    for condition in conditions(df):
+        group = df[df["condition"] == condition]
+        done = group[group["status"] != "running"].sort_values("end_time", kind="stable", na_position="last")
+        finished = np.arange(1, len(done) + 1)
+        spent = done["epochs_run"].astype("int64").cumsum().to_numpy()
+        keep = ok[done.index].to_numpy()
+        if not keep.any():
+            continue
+        trace = hypervolume_trace(done.loc[keep, list(METRICS)].to_numpy(float), ref)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "condition": condition,
+                    "trial_id": done.loc[keep, "trial_id"].reset_index(drop=True),
+                    "end_time": done.loc[keep, "end_time"].reset_index(drop=True),
+                    "trials_finished": finished[keep],
+                    "epochs_spent": spent[keep],
+                    "hypervolume": trace,
+                }
+            )
+        )
+    columns = ["condition", "trial_id", "end_time", "trials_finished", "epochs_spent", "hypervolume"]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+
+
+def compute_budget(df: pd.DataFrame) -> dict:
+    """Epochs trained vs. the epochs a run without pruning would need (Σ of every trial's budget)."""
+    run = int(df["epochs_run"].sum())
+    full = int(df["epochs_total"].sum())
+    return {
+        "epochs_run": run,
+        "epochs_no_pruning": full,
+        "epochs_saved": full - run,
+        "fraction_saved": (full - run) / full if full else 0.0,
+    }

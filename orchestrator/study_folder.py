@@ -1,0 +1,109 @@
+"""The study folder: one place on the driver holding everything a study needs to resume.
+
+    <storage_path>/<name>/
+        spec.yaml              the validated spec (relative paths already pinned)
+        study.json             spec hash, MLflow parent run, versions, creation time
+        optuna.db              one Optuna study per condition (optuna-dashboard can open it)
+        mlflow.db, mlartifacts/  the embedded MLflow store when no tracking_uri is given
+        tune/                  Ray Tune's experiment (trials, checkpoints, searcher state)
+        scheduler_state.json   the pruning scheduler's rungs (Tune does not checkpoint schedulers)
+        classifiers/           the stage-0 classifier cache shared by the trials on this node
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from orchestrator.spec import StudySpec
+
+
+@dataclass
+class StudyRecord:
+    name: str
+    spec_hash: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    semtune_version: str
+    git_commit: str | None
+    created: str
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    """The commit of the code running the study, if it runs from a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+class StudyFolder:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @classmethod
+    def for_spec(cls, spec: StudySpec) -> "StudyFolder":
+        return cls(Path(spec.storage_path) / spec.name)
+
+    # -- named places --------------------------------------------------------------------------
+    @property
+    def spec_file(self) -> Path:
+        return self.path / "spec.yaml"
+
+    @property
+    def record_file(self) -> Path:
+        return self.path / "study.json"
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.path / "tune"
+
+    @property
+    def optuna_url(self) -> str:
+        return f"sqlite:///{self.path / 'optuna.db'}"
+
+    @property
+    def embedded_tracking_uri(self) -> str:
+        return f"sqlite:///{self.path / 'mlflow.db'}"
+
+    @property
+    def artifact_location(self) -> str:
+        return (self.path / "mlartifacts").as_uri()
+
+    @property
+    def scheduler_state(self) -> Path:
+        return self.path / "scheduler_state.json"
+
+    @property
+    def classifier_cache(self) -> Path:
+        return self.path / "classifiers"
+
+    # -- state ---------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.record_file.is_file()
+
+    def write_spec(self, spec: StudySpec) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+        self.spec_file.write_text(f"# written by semtune; spec hash {spec.spec_hash()}\n{text}")
+
+    def read_record(self) -> StudyRecord:
+        return StudyRecord(**json.loads(self.record_file.read_text()))
+
+    def write_record(self, record: StudyRecord) -> None:
+        tmp = self.record_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(record), indent=1))
+        os.replace(tmp, self.record_file)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
