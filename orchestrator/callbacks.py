@@ -14,7 +14,7 @@ from ray.tune import Callback
 
 from orchestrator.objectives import METRICS
 from orchestrator.tracking import (
-    TAG_PRUNED_AT, TAG_REASON, TAG_STATUS, TAG_TRIAL, StudyRun, child_runs, find_trial_run, finish_run,
+    TAG_PRUNED_AT, TAG_REASON, TAG_STATUS, TAG_TRIAL, TAG_TRIAL_DIR, StudyRun, child_runs, find_trial_run, finish_run,
 )
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ class RunFinalizer(Callback):
                                     tags={"mlflow.parentRunId": self.study.parent_run_id, TAG_TRIAL: trial.trial_id,
                                           "semtune.kind": "trial", "semtune.condition": trial.config.get("condition"),
                                           "semtune.method": trial.config.get("method")})
-        finish_run(client, run.info.run_id, status, {TAG_STATUS: status, **tags})
+        # Tune's folder of the trial in the study's storage: the report finds front members' checkpoints there.
+        finish_run(client, run.info.run_id, status, {TAG_STATUS: status, TAG_TRIAL_DIR: trial.path, **tags})
 
     def on_step_begin(self, iteration, trials, **info):
         if not self._swept:

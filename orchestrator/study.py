@@ -103,6 +103,7 @@ def _tuner(spec: StudySpec, folder: StudyFolder, study: StudyRun) -> tune.Tuner:
             search_alg=build_router(spec, conditions, folder.optuna_url), scheduler=scheduler,
             num_samples=spec.budget.trials_per_condition * len(conditions),
             max_concurrent_trials=spec.budget.max_concurrent, reuse_actors=False,
+            trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=folder.tune_dir.name, storage_path=str(folder.path), verbose=0,
@@ -112,6 +113,11 @@ def _tuner(spec: StudySpec, folder: StudyFolder, study: StudyRun) -> tune.Tuner:
             failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures, fail_fast=False),
         ),
     )
+
+
+def trial_dirname(trial) -> str:
+    """``<condition>_<method>_<trial id>``: readable folder and trial names instead of every parameter."""
+    return f"{trial.config.get('condition', 'trial')}_{trial.config.get('method', '')}_{trial.trial_id}"
 
 
 def _close_leftovers(study: StudyRun, grid) -> None:

@@ -23,6 +23,7 @@ TAG_CONDITION = "semtune.condition"
 TAG_METHOD = "semtune.method"
 TAG_PRUNED_AT = "semtune.pruned_at_epoch"
 TAG_REASON = "semtune.failure_reason"
+TAG_TRIAL_DIR = "semtune.trial_dir"  # Tune's folder of the trial (checkpoint_*/ inside)
 TAG_PARENT = "mlflow.parentRunId"
 MAX_TAG = 4900  # MLflow limits tag values to 5000 characters (8000 on newer stores)
 

@@ -102,10 +102,9 @@ def semtune_trainable(config: dict[str, Any], context: TrialContext) -> None:
     run = TrialRun.open(
         context.study, trial_id, run_name=f"{config['condition']}/{cfg.method}/{trial_id}",
         params=run_params(cfg, config),
-        tags={TAG_CONDITION: config["condition"], TAG_METHOD: cfg.method,
-              "semtune.node_id": ray.get_runtime_context().get_node_id(), **context.extra_tags},
+        tags={TAG_CONDITION: config["condition"], TAG_METHOD: cfg.method, **context.extra_tags},
     )
-    run.set_tags(**{"semtune.node_id": ray.get_runtime_context().get_node_id()})
+    run.set_tags(**{"semtune.node_id": ray.get_runtime_context().get_node_id()})  # where this attempt runs
     try:
         run_trial(cfg, TuneReporter(run))
     except Exception as err:

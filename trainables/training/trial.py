@@ -102,3 +102,20 @@ def run_trial(cfg: TrialConfig, reporter: Reporter, progress: Progress | None = 
         with tempfile.TemporaryDirectory(prefix="semtune-ckpt-") as tmp:
             reporter.report(metrics, save_checkpoint(Path(tmp), state, config_json))
     return metrics
+
+
+def load_trained(checkpoint_dir: str | Path, device: str = "cpu") -> tuple[TrialConfig, Models]:
+    """Rebuild a trial's config and trained models from one of its checkpoints (eval mode)."""
+    from trainables.classifier.downstream import DownstreamModel
+    from trainables.config import build_trial_config
+    from trainables.training.checkpoint import read_checkpoint_config
+    from trainables.training.device import Runtime
+
+    cfg = build_trial_config(read_checkpoint_config(Path(checkpoint_dir)))
+    rt = Runtime(torch.device(device))
+    models = build_models(cfg, DownstreamModel(cfg.classifier.arch).to(rt.device), rt)
+    state = load_checkpoint(Path(checkpoint_dir), map_location=rt.device)
+    for name, module in models.modules().items():
+        module.load_state_dict(state.modules[name])
+        module.eval()
+    return cfg, models
