@@ -37,16 +37,23 @@ def trial_outcome(last_result: dict | None, errored: bool) -> tuple[str, dict]:
 
 
 def error_reason(trial) -> str:
+    """The trial's exception as one line, from the files Tune has just written on the driver."""
+    import cloudpickle
+
     from orchestrator.trial_runner import failure_reason
 
-    try:
-        err = trial.get_pickled_error()
-    except Exception:  # unpicklable or missing: fall back to the text trace
-        err = None
-    if err is not None:
+    try:  # Tune writes the error to the trial's local staging folder first, storage later
+        with open(trial.pickled_error_file, "rb") as f:
+            err = cloudpickle.load(f)
         return failure_reason(getattr(err, "cause", None) or err)
-    text = (trial.get_error() or "").strip().splitlines()
-    return text[-1][:1000] if text else "unknown error"
+    except Exception:  # unpicklable, or no file: fall back to the text trace
+        pass
+    try:
+        with open(trial.error_file) as f:
+            lines = [ln for ln in f.read().strip().splitlines() if ln.strip()]
+        return lines[-1][:1000] if lines else "unknown error"
+    except (OSError, TypeError):
+        return "unknown error"
 
 
 class RunFinalizer(Callback):
@@ -64,6 +71,8 @@ class RunFinalizer(Callback):
                                     tags={"mlflow.parentRunId": self.study.parent_run_id, TAG_TRIAL: trial.trial_id,
                                           "semtune.kind": "trial", "semtune.condition": trial.config.get("condition"),
                                           "semtune.method": trial.config.get("method")})
+        if TAG_REASON in run.data.tags:  # the worker's own account of a failure is the most precise
+            tags = {k: v for k, v in tags.items() if k != TAG_REASON}
         # Tune's folder of the trial in the study's storage: the report finds front members' checkpoints there.
         finish_run(client, run.info.run_id, status, {TAG_STATUS: status, TAG_TRIAL_DIR: trial.path, **tags})
 

@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("resume", help="resume an interrupted study from its folder")
     s.add_argument("study_dir", help="the study folder (<storage_path>/<name>)")
+
+    from orchestrator.report_command import add_report_parser
+
+    add_report_parser(sub)
     return p
 
 
@@ -60,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
             outcome = run_study(load_spec(args.study)) if args.command == "run" else resume_study(args.study_dir)
             print("\n".join(summary_lines(outcome)))
             return 0
+        if args.command == "report":
+            from orchestrator.report_command import run_report_command
+
+            return run_report_command(args)
     except ConfigError as err:
         for line in err.lines():
             print(line, file=sys.stderr)

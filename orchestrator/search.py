@@ -78,6 +78,17 @@ def grid_of(space: SearchSpace, methods: list[str]) -> dict[str, list]:
     return grid
 
 
+class TunedGridSampler(optuna.samplers.GridSampler):
+    """GridSampler without its ``study.stop()`` once the grid is covered.
+
+    ``Study.stop`` only works inside ``study.optimize``; here Ray Tune tells the trials, and the
+    study's trial budget already ends the search.
+    """
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
 def build_sampler(spec: SamplerSpec, seed: int, space: SearchSpace, methods: list[str]) -> optuna.samplers.BaseSampler:
     s = optuna.samplers
     if spec.name == "nsga2":
@@ -90,7 +101,7 @@ def build_sampler(spec: SamplerSpec, seed: int, space: SearchSpace, methods: lis
         return s.GPSampler(seed=seed, **kw)
     if spec.name == "random":
         return s.RandomSampler(seed=seed)
-    return s.GridSampler(grid_of(space, methods), seed=seed)
+    return TunedGridSampler(grid_of(space, methods), seed=seed)
 
 
 # -- one condition's searcher ---------------------------------------------------------------------

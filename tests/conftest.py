@@ -32,3 +32,39 @@ def models_dir() -> Path:
 def kodak_dir() -> Path:
     """``../shared/data/kodak``: the 24 Kodak PNGs."""
     return _require(SHARED / "data" / "kodak")
+
+
+def tiny_study_doc(cifar_dir: Path, models_dir: Path, storage: Path, name: str = "tiny", **over) -> dict:
+    """A real but tiny study: 2 conditions × 3 trials of 10 images per class, seconds per trial."""
+    from search_spaces import merge
+
+    doc = {
+        "name": name,
+        "dataset": {"search_dirs": [str(cifar_dir)], "train_per_class": 10, "val_per_class": 5},
+        "trial": {
+            "codec": {"width": 8},
+            "classifier": {"arch": "resnet20", "search_dirs": [str(models_dir)]},
+            "stage1": {"lr": 0.003}, "stage2": {"lr": 0.001}, "batch_size": 16, "threads": 1,
+        },
+        "conditions": {"snr_db": [20], "kn": ["1/12", "1/6"]},
+        "search_space": {"alpha1": {"low": 0.1, "high": 0.9}, "tau": {"low": 0.1, "high": 1.0, "log": True}},
+        "sampler": {"name": "random"},
+        "pruner": {"name": "moasha", "grace_epochs": 1, "reduction_factor": 2},
+        "budget": {"trials_per_condition": 3, "max_concurrent": 2, "stage1_epochs": 2, "stage2_epochs": 1},
+        "storage_path": str(storage),
+    }
+    replaced = {k: over.pop(k) for k in ("search_space", "conditions") if k in over}  # whole sections
+    return {**merge(doc, over), **replaced}
+
+
+@pytest.fixture
+def write_study(tmp_path, cifar_dir, models_dir):
+    """``write_study(**overrides) -> Path`` of a tiny study YAML in ``tmp_path``."""
+    import yaml
+
+    def write(name: str = "tiny", **over) -> Path:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(tiny_study_doc(cifar_dir, models_dir, tmp_path / "studies", name, **over)))
+        return path
+
+    return write

@@ -1,0 +1,157 @@
+"""End-to-end studies on a real local Ray with real MLflow stores and real Optuna storage.
+
+(a) the embedded sqlite store; (b) a real ``mlflow server`` on 127.0.0.1 with trials logging
+over http; (e) pruned trials are PRUNED in Optuna; (f) a NaN trial fails with its reason
+while the study completes.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import optuna
+import pytest
+import ray
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
+
+from orchestrator.spec import load_spec
+from orchestrator.study import run_study
+from orchestrator.study_folder import StudyFolder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _trial_runs(outcome, view=ViewType.ACTIVE_ONLY):
+    client = MlflowClient(outcome.tracking_uri)
+    return client.search_runs([outcome.experiment_id], filter_string="tags.`semtune.kind` = 'trial'",
+                              run_view_type=view, max_results=1000)
+
+
+def _optuna_trials(folder: StudyFolder):
+    storage = optuna.storages.RDBStorage(folder.optuna_url)
+    out = {}
+    for summary in optuna.get_all_study_summaries(storage):
+        out[summary.study_name] = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    return out
+
+
+def _check_bookkeeping(outcome, spec):
+    """One run per trial, none RUNNING, statuses consistent with Optuna's states."""
+    runs = _trial_runs(outcome)
+    n_expected = spec.budget.trials_per_condition * len(spec.conditions.kn) * len(spec.conditions.snr_db)
+    ids = [r.data.tags["semtune.trial_id"] for r in runs]
+    assert len(ids) == len(set(ids)) == n_expected
+    assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)
+    assert MlflowClient(outcome.tracking_uri).get_run(outcome.parent_run_id).info.status == "FINISHED"
+    by_trial = {r.data.tags["semtune.trial_id"]: r for r in runs}
+    studies = _optuna_trials(StudyFolder(outcome.folder))
+    assert sorted(studies) == sorted(f"{spec.name}/snr20_kn{k}" for k in ("1-12", "1-6")) or len(studies) >= 2
+    expected_state = {"completed": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
+    seen = 0
+    for name, trials in studies.items():
+        if name.endswith("/pruning"):
+            continue
+        for t in trials:
+            run = by_trial[t.user_attrs["tune_trial_id"]]
+            assert t.state.name == expected_state[run.data.tags["semtune.status"]], (name, t.number)
+            assert run.data.tags["semtune.condition"] == name.split("/")[1]
+            seen += 1
+    assert seen == n_expected
+    return runs
+
+
+def test_embedded_study_prunes_and_tracks(write_study):
+    """(a) + (e): sqlite MLflow in the study folder; stopped trials are PRUNED, never COMPLETE."""
+    spec = load_spec(write_study(budget={"trials_per_condition": 4, "max_concurrent": 1},
+                                 pruner={"reduction_factor": 4}))
+    outcome = run_study(spec)
+    folder = StudyFolder(outcome.folder)
+    assert outcome.tracking_uri == folder.embedded_tracking_uri and (folder.path / "mlflow.db").is_file()
+    runs = _check_bookkeeping(outcome, spec)
+    statuses = [r.data.tags["semtune.status"] for r in runs]
+    assert "pruned" in statuses and "completed" in statuses
+    for r in runs:
+        epoch = int(r.data.metrics["epoch"])
+        total = int(r.data.params["epochs_total"])
+        if r.data.tags["semtune.status"] == "pruned":
+            assert epoch < total and int(r.data.tags["semtune.pruned_at_epoch"]) == epoch
+        else:
+            assert epoch == total == 3
+        history = MlflowClient(outcome.tracking_uri).get_metric_history(r.info.run_id, "accuracy")
+        assert [m.step for m in history] == list(range(1, epoch + 1))  # one point per epoch, step = epoch
+        assert r.data.params["kn_achieved"] in ("0.083333", "0.166667")
+    assert outcome.epochs_run < outcome.epochs_no_pruning == 8 * 3
+    parent = MlflowClient(outcome.tracking_uri).get_run(outcome.parent_run_id)
+    assert parent.data.metrics["epochs_run"] == outcome.epochs_run
+    assert parent.data.params["budget.trials_per_condition"] == "4"
+    assert parent.data.tags["semtune.spec_hash"] == spec.spec_hash()
+
+
+def test_failing_trial_is_recorded_and_the_study_completes(write_study):
+    """(f): tau = 1e-40 makes the contrastive loss NaN; that trial fails with its reason."""
+    spec = load_spec(write_study(
+        name="failing", search_space={"alpha1": 0.0, "tau": {"choices": [1e-40, 0.5]}},
+        sampler={"name": "grid"}, pruner={"name": "none"}, budget={"trials_per_condition": 2}))
+    outcome = run_study(spec)
+    runs = _check_bookkeeping(outcome, spec)
+    failed = [r for r in runs if r.data.tags["semtune.status"] == "failed"]
+    assert len(failed) == 2 and all(float(r.data.params["tau"]) == 1e-40 for r in failed)
+    for r in failed:
+        assert r.info.status == "FAILED"
+        assert r.data.tags["semtune.failure_reason"].startswith("TrialDiverged: training loss is nan")
+    assert outcome.counts == {"completed": 2, "failed": 2}
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
+         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "w"), start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
+    yield url
+    os.killpg(proc.pid, 9)
+    proc.wait()
+
+
+def test_study_logs_over_http_to_a_real_mlflow_server(write_study, mlflow_server):
+    """(b): the trials, in Ray workers, log to ``http://127.0.0.1:<port>``."""
+    spec = load_spec(write_study(name="http", tracking_uri=mlflow_server, budget={"trials_per_condition": 2}))
+    outcome = run_study(spec)
+    assert outcome.tracking_uri == mlflow_server
+    assert not (StudyFolder(outcome.folder).path / "mlflow.db").exists()
+    runs = _check_bookkeeping(outcome, spec)
+    assert all(r.data.metrics.get("psnr") for r in runs)
+    client = MlflowClient(mlflow_server)
+    arts = [a.path for a in client.list_artifacts(outcome.parent_run_id)]
+    assert "spec.yaml" in arts
