@@ -68,7 +68,9 @@ def train_epoch(models: Models, plan: StagePlan, optimizer: torch.optim.Optimize
                 description: str = "") -> dict[str, float]:
     """Run one epoch of ``plan``; return the mean of each loss term and the throughput."""
     set_modes(models, plan)
-    sums = {k: torch.zeros((), device=rt.device) for k in ("loss", "loss_rec", "loss_sem", "loss_task")}
+    # Only the terms this stage computes: a "loss_sem" of 0 in stage 2 would read as a perfect score.
+    terms = ("loss", "loss_rec") + {"sem": ("loss_sem",), "task": ("loss_task",)}.get(plan.other, ())
+    sums = {k: torch.zeros((), device=rt.device) for k in terms}
     n_batches = num_batches(len(train), batch_size, drop_last=True)
     batches = iterate_batches(train, batch_size, generator=data_gen, shuffle=True, hflip=hflip, drop_last=True)
     if progress is not None:
@@ -95,7 +97,8 @@ def train_epoch(models: Models, plan: StagePlan, optimizer: torch.optim.Optimize
         optimizer.step()
         sums["loss"] += loss.detach()
         sums["loss_rec"] += rec.detach()
-        sums["loss_sem" if plan.other == "sem" else "loss_task"] += other.detach()
+        if plan.other != "none":
+            sums[f"loss_{plan.other}"] += other.detach()
         seen += len(y)
     elapsed = time.perf_counter() - start
     means = {k: float(v) / max(1, n_batches) for k, v in sums.items()}
