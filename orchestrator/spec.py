@@ -18,6 +18,7 @@ from pydantic import (
     AfterValidator, BaseModel, ValidationInfo, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 import search_spaces
 from orchestrator.objectives import METRICS
@@ -41,8 +42,9 @@ def _reachable_kn(v: float, info: ValidationInfo) -> float:
     """k/n in (0, 1] and reachable with whole latent channels for the study's image size."""
     if not 0 < v <= 1:
         raise ValueError(f"k/n must be in (0, 1] (got {v:g})")
-    h, w = (info.context or {}).get("image_size", (32, 32))
-    latent_channels(v, h, w)  # raises ValueError with the reason
+    size = (info.context or {}).get("image_size", (32, 32))
+    if size is not None:  # None: an invalid image size, named once at dataset.image_size
+        latent_channels(v, *size)  # raises ValueError with the reason
     return v
 
 
@@ -50,7 +52,9 @@ KnRatio = Annotated[float, BeforeValidator(_fraction), AfterValidator(_reachable
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """No NaN or infinity anywhere: they pass every ``ge``/``le`` bound unnoticed or break arithmetic."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 # -- search space --------------------------------------------------------------------------------
@@ -90,8 +94,18 @@ class IntRange(_Section):
         return self
 
 
+def _scalar(v: Any) -> Any:
+    """A choice or fixed value is a finite number or a string: one clear error, not one per union member."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)) or (isinstance(v, float) and not math.isfinite(v)):
+        raise ValueError(f"must be a finite number or a string (got {v!r})")
+    return v
+
+
+Scalar = Annotated[Union[float, int, str], BeforeValidator(_scalar)]
+
+
 class Choices(_Section):
-    choices: list[Union[float, int, str]] = Field(min_length=1)
+    choices: list[Scalar] = Field(min_length=1)
 
     @field_validator("choices")
     @classmethod
@@ -102,7 +116,7 @@ class Choices(_Section):
 
 
 class Fixed(_Section):
-    value: Union[float, int, str]
+    value: Scalar
 
 
 def _param_kind(v: Any) -> str | None:
@@ -231,7 +245,7 @@ class PrunerSpec(_Section):
                 raise ValueError(f"scalarization names unknown metrics {unknown}; use {list(METRICS)}")
             if not all(math.isfinite(w) for w in self.scalarization.values()):
                 raise ValueError("scalarization weights must be finite")
-        if self.name in optuna_pruners and self.reduction_factor != int(self.reduction_factor):
+        if self.name in optuna_pruners and not float(self.reduction_factor).is_integer():
             raise ValueError(f"Optuna's pruners need an integer reduction_factor (got {self.reduction_factor})")
         return self
 
@@ -251,7 +265,7 @@ class Resources(_Section):
     @field_validator("gpu")
     @classmethod
     def _fraction_or_whole(cls, v):
-        if v > 1 and v != int(v):
+        if v > 1 and not float(v).is_integer():
             raise ValueError(f"more than one GPU must be a whole number (got {v})")
         return v
 
@@ -277,7 +291,7 @@ class StudySpec(_Section):
     tracking_uri: str | None = None
     storage_path: str = "semtune-studies"
     ray_address: str | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="Optuna's samplers take 0 <= seed < 2**32")
     report: ReportSpec = ReportSpec()
 
     @field_validator("methods")
@@ -290,13 +304,18 @@ class StudySpec(_Section):
     @field_validator("trial")
     @classmethod
     def _no_study_owned_fields(cls, v):
+        """Fields the study sets per trial; errors are raised at their own path (``trial.method``)."""
         owned = {"method": "methods", "data": "dataset", "seed": "seed"}
-        for key, where in owned.items():
-            if key in v:
-                raise ValueError(f"trial.{key} is set by the study's {where!r} section")
+        errors = [((key,), f"set by the study's {where!r} section") for key, where in owned.items() if key in v]
         for stage in ("stage1", "stage2"):
-            if isinstance(v.get(stage), dict) and "epochs" in v[stage]:
-                raise ValueError(f"trial.{stage}.epochs is set by budget.{stage}_epochs")
+            if stage in v and not isinstance(v[stage], dict):
+                errors.append(((stage,), f"expected a mapping of fields (got {v[stage]!r})"))
+            elif isinstance(v.get(stage), dict) and "epochs" in v[stage]:
+                errors.append(((stage, "epochs"), f"set by budget.{stage}_epochs"))
+        if errors:
+            raise ValidationError.from_exception_data("trial", [
+                InitErrorDetails(type=PydanticCustomError("study_owned", reason), loc=loc, input=v)
+                for loc, reason in errors])
         return v
 
     def spec_hash(self) -> str:
@@ -335,39 +354,73 @@ def _trial_problems(trial_doc: dict[str, Any]) -> list[tuple[str, str]]:
     return []
 
 
+def _image_size(dataset: Any) -> tuple[int, int] | None:
+    """The image size the k/n checks use; ``None`` when it is itself invalid (named at dataset.image_size)."""
+    size = dataset.get("image_size", (32, 32)) if isinstance(dataset, dict) else (32, 32)
+    try:
+        return DataConfig(image_size=size).image_size
+    except ValidationError:
+        return None
+
+
+def _with_preset(doc: dict[str, Any]) -> dict[str, Any]:
+    """The preset under ``doc``; a search-space parameter is replaced whole ({low, high} -> {choices})."""
+    try:
+        preset = search_spaces.load_preset(str(doc["preset"]))
+    except KeyError as err:
+        raise ConfigError([("preset", err.args[0])]) from None
+    rest = {k: v for k, v in doc.items() if k != "preset"}
+    merged = search_spaces.merge(preset, rest)
+    if isinstance(rest.get("search_space"), dict) and isinstance(preset.get("search_space"), dict):
+        merged["search_space"] = {**preset["search_space"], **rest["search_space"]}
+    return merged
+
+
+def _pinned_paths(doc: dict[str, Any], base_dir: Path) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Relative paths made absolute against the study file's folder, and the paths that cannot be."""
+    doc, problems = dict(doc), []
+    for key, inner in (("dataset", "data"), ("trial", None)):  # resolve_paths reads TrialConfig documents
+        if isinstance(doc.get(key), dict):
+            try:
+                pinned = resolve_paths({inner: doc[key]} if inner else doc[key], base_dir)
+                doc[key] = pinned[inner] if inner else pinned
+            except ConfigError as err:
+                problems += [(path.replace("data", key, 1) if inner else f"{key}.{path}", reason)
+                             for path, reason in err.problems]
+    storage = doc.setdefault("storage_path", StudySpec.model_fields["storage_path"].default)  # the default too
+    if isinstance(storage, str) and "://" not in storage:
+        try:
+            doc["storage_path"] = str((base_dir / Path(storage).expanduser()).resolve())
+        except (ValueError, OSError, RuntimeError) as err:  # a NUL byte, ~unknown-user
+            problems.append(("storage_path", f"not a usable path: {err}"))
+    return doc, problems
+
+
+def _grid_problems(spec: StudySpec) -> list[tuple[str, str]]:
+    """The grid sampler needs a finite grid: say so at ``validate``, not when the study starts."""
+    if spec.sampler.name != "grid":
+        return []
+    return [(f"search_space.{name}", "sampler 'grid' needs {choices: [...]}, {value: x} or an integer range, "
+                                     "not a continuous range")
+            for name, p in spec.search_space.defined().items() if isinstance(p, FloatRange)]
+
+
 def build_spec(doc: dict[str, Any], base_dir: Path) -> StudySpec:
     """Validate a study document (preset merged in, relative paths pinned to ``base_dir``).
 
-    Collects every problem it can find in one pass: the sections' own checks, then the
+    Collects every problem it can find in one pass: paths, the sections' own checks, then the
     ``trial`` section built into a real TrialConfig for each method.
     """
     if not isinstance(doc, dict):
         raise ConfigError([("<root>", f"expected a mapping of fields, got {type(doc).__name__}")])
-    if "preset" in doc:
-        name = doc["preset"]
-        try:
-            preset = search_spaces.load_preset(str(name))
-        except KeyError as err:
-            raise ConfigError([("preset", err.args[0])]) from None
-        doc = search_spaces.merge(preset, {k: v for k, v in doc.items() if k != "preset"})
-    doc = dict(doc)
-    if isinstance(doc.get("dataset"), dict):
-        doc["dataset"] = resolve_paths({"data": doc["dataset"]}, base_dir)["data"]
-    if isinstance(doc.get("trial"), dict):
-        doc["trial"] = resolve_paths(doc["trial"], base_dir)
-    if isinstance(doc.get("storage_path"), str) and "://" not in doc["storage_path"]:
-        doc["storage_path"] = str((base_dir / Path(doc["storage_path"]).expanduser()).resolve())
-    image_size = (doc.get("dataset") or {}).get("image_size", (32, 32)) if isinstance(doc.get("dataset"), dict) \
-        else (32, 32)
-    problems: list[tuple[str, str]] = []
+    doc, problems = _pinned_paths(_with_preset(doc) if "preset" in doc else doc, base_dir)
     spec = None
     try:
-        spec = StudySpec.model_validate(doc, context={"image_size": tuple(image_size)})
+        spec = StudySpec.model_validate(doc, context={"image_size": _image_size(doc.get("dataset"))})
+        problems += _grid_problems(spec)
     except ValidationError as err:
         problems += problems_from_validation_error(err)
-    except (TypeError, ValueError):  # an image_size too odd to unpack: leave it to the dataset check
-        spec = None
-    trial = doc.get("trial")
+    trial = doc.get("trial", {})
     if isinstance(trial, dict) and not any(p[0].startswith("trial") for p in problems):
         methods = spec.methods if spec else ["proposed"]
         for method in methods:

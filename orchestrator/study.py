@@ -166,6 +166,9 @@ def run_study(spec: StudySpec) -> StudyOutcome:
         client.update_run(study.parent_run_id, status="RUNNING")
 
     _connect_ray(spec)
+    # CheckpointConfig(num_to_keep=1) makes Tune snapshot the experiment at every trial checkpoint, on
+    # purpose: a resumed study then finds each trial's latest epoch. Tune warns about that each time.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     grid = _tuner(spec, folder, study).fit()
     _close_leftovers(study, grid)
 

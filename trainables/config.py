@@ -8,6 +8,7 @@ its documented default, never a hidden constant.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trainables.bandwidth import latent_channels
+from trainables.bandwidth import DOWNSAMPLING, latent_channels
 
 METHODS = ("proposed", "deepjscc", "deepjscc_ft", "deepsc")
 Method = Literal["proposed", "deepjscc", "deepjscc_ft", "deepsc"]
@@ -44,6 +45,15 @@ class DataConfig(_Frozen):
     final_test: bool = Field(False, description="after training, also evaluate once on the test split")
     hflip: bool = Field(False, description="random horizontal flips on the training batches (on device)")
     image_size: tuple[int, int] = (32, 32)
+
+    @field_validator("image_size")
+    @classmethod
+    def _whole_latent(cls, v: tuple[int, int]) -> tuple[int, int]:
+        """Both encoders downsample by 4, so each side must be a positive multiple of 4 (and sane)."""
+        if min(v) < DOWNSAMPLING or max(v) > 2**16 or v[0] % DOWNSAMPLING or v[1] % DOWNSAMPLING:
+            raise ValueError(f"height and width must be multiples of {DOWNSAMPLING} from {DOWNSAMPLING} "
+                             f"to {2**16} (got {v[0]}x{v[1]})")
+        return v
 
 
 class CodecConfig(_Frozen):
@@ -172,28 +182,48 @@ class ConfigError(ValueError):
         super().__init__("; ".join(f"{path}: {reason}" for path, reason in problems))
 
     def lines(self) -> list[str]:
-        return [f"error: {path}: {reason}" for path, reason in self.problems]
+        """One line per problem: a line break inside a key or a value is written escaped."""
+        return [f"error: {path}: {reason}".translate(_ESCAPED_BREAKS) for path, reason in self.problems]
+
+
+_ESCAPED_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
 
 
 def problems_from_validation_error(err: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
     """Turn pydantic's errors into one ``(dotted.field.path, reason)`` pair each."""
     out = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "<")))
+        loc = ".".join(_key(p) for p in e["loc"] if not str(p).startswith(("function-", "<", "[key]")))
         path = ".".join(p for p in (prefix, loc) if p) or "<root>"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
         elif ("input" in e and e["type"] != "missing" and not isinstance(e["input"], (dict, list))
-              and "(got " not in msg and str(e["input"]) not in msg):
-            msg = f"{msg} (got {e['input']!r})"
+              and "(got " not in msg and _shown(e["input"], str) not in msg):
+            msg = f"{msg} (got {_shown(e['input'], repr)})"
         out.append((path, msg))
     return out
 
 
+def _key(part: str | int) -> str:
+    """A key in a field path, quoted when blank or when spaces, colons or line breaks would blur the line."""
+    text = str(part)
+    odd = not text or ":" in text or not text.isprintable() or any(c.isspace() for c in text)
+    return repr(text) if isinstance(part, str) and odd else text
+
+
+def _shown(value: Any, show=repr, limit: int = 80) -> str:
+    """``value`` for an error line: short (a 100 kB string stays readable), even for an int too long to print."""
+    try:
+        text = show(value)
+    except ValueError:
+        return f"<{type(value).__name__} too long to print>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def set_dotted(doc: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     """Return a copy of ``doc`` with ``a.b.c = value`` set (for ``--set`` overrides)."""
-    out = json.loads(json.dumps(doc))
+    out = copy.deepcopy(dict(doc))  # not a JSON round trip: YAML dates and sets are not JSON
     node = out
     *parents, leaf = dotted.split(".")
     for key in parents:
@@ -211,7 +241,8 @@ def resolve_paths(doc: Mapping[str, Any], base: Path) -> dict[str, Any]:
     Trials may run on other nodes and in other working directories, so paths are pinned
     where the file that names them lives.
     """
-    out = json.loads(json.dumps(dict(doc)))
+    out = copy.deepcopy(dict(doc))  # not a JSON round trip: YAML dates and sets are not JSON
+    problems: list[tuple[str, str]] = []
 
     def fix(section: str, key: str, many: bool) -> None:
         node = out.get(section)
@@ -220,7 +251,11 @@ def resolve_paths(doc: Mapping[str, Any], base: Path) -> dict[str, Any]:
         values = node[key] if many else [node[key]]
         if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
             return  # leave the type error to validation
-        fixed = [str((base / Path(v).expanduser()).resolve()) if not v.startswith("~") else v for v in values]
+        try:
+            fixed = [str((base / Path(v).expanduser()).resolve()) if not v.startswith("~") else v for v in values]
+        except (ValueError, OSError, RuntimeError) as err:  # a NUL byte, a symlink loop
+            problems.append((f"{section}.{key}", f"not a usable path: {err}"))
+            return
         node[key] = fixed if many else fixed[0]
 
     for section, key, many in (
@@ -231,6 +266,8 @@ def resolve_paths(doc: Mapping[str, Any], base: Path) -> dict[str, Any]:
         ("classifier", "cache_dir", False),
     ):
         fix(section, key, many)
+    if problems:
+        raise ConfigError(problems)
     return out
 
 
