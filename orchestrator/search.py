@@ -118,6 +118,11 @@ class ParetoOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
+        if self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
+            # Told before an interruption that came ahead of Tune's next snapshot: the restored
+            # searcher does not remember it, the storage does, and Optuna's verdict stands.
+            self._completed_trials.add(trial_id)
+            return
         values = [result.get(m) for m in self.metric] if result else None
         finite = values is not None and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
         if error or (result and not finite and reached_budget(result)):

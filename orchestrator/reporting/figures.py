@@ -134,9 +134,9 @@ def _vs_kn(best: pd.DataFrame, paper: pd.DataFrame, snr: float) -> Figure:
         ax.grid(alpha=0.3, linewidth=0.4)
     axes[0].set_title(f"SNR {snr:g} dB: best of the completed trials per k/n")
     handles, labels = axes[0].get_legend_handles_labels()
-    if len(paper):
-        handles.append(Line2D([], [], marker="*", linestyle="none", markerfacecolor="none", markeredgecolor="black"))
-        labels.append("paper (text values)")
+    for m in dict.fromkeys(paper["method"]):  # one hollow star per method the paper reports, in its colour
+        handles.append(Line2D([], [], marker="*", linestyle="none", markerfacecolor="none", markeredgecolor=color(m)))
+        labels.append(f"{label(m)} (paper)")
     fig.legend(handles, labels, loc="outside lower center", ncol=3, frameon=False)
     return fig
 

@@ -47,11 +47,14 @@ def kn_label(kn: float) -> str:
     return f"1/{1 / kn:.3g}" if kn > 0 else f"{kn:g}"
 
 
-def kn_ticks(ours, paper=(), tolerance: float = 0.05) -> list[float]:
-    """Tick positions: our achieved k/n, plus the paper's where none of ours is within 5 %."""
+def kn_ticks(ours, paper=(), min_ratio: float = 1.3) -> list[float]:
+    """Tick positions on the log k/n axis: our achieved k/n, plus each of the paper's that is at
+    least ``min_ratio`` away from every tick already placed (closer labels would overprint)."""
     ticks = sorted({float(k) for k in ours})
-    extra = [float(k) for k in paper if all(abs(k - t) > tolerance * t for t in ticks)]
-    return sorted(set(ticks + extra))
+    for k in sorted({float(k) for k in paper}):
+        if all(max(k, t) / min(k, t) >= min_ratio for t in ticks):
+            ticks.append(k)
+    return sorted(ticks)
 
 
 def safe_name(text: str) -> str:

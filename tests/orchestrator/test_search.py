@@ -1,0 +1,63 @@
+"""The Optuna side of a study: what each Tune outcome is told as, and telling after a restore."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from orchestrator.objectives import METRICS, MODES
+from orchestrator.search import ParetoOptunaSearch, SpaceFunction
+from orchestrator.spec import SearchSpace
+
+
+def _searcher(storage_url: str, name: str = "s/c") -> ParetoOptunaSearch:
+    space = SearchSpace.model_validate({"alpha1": {"low": 0.1, "high": 0.9}, "tau": {"low": 0.1, "high": 1.0}})
+    return ParetoOptunaSearch(space=SpaceFunction(space, ["proposed"]), metric=list(METRICS), mode=list(MODES),
+                              sampler=optuna.samplers.RandomSampler(seed=0), study_name=name,
+                              storage=optuna.storages.RDBStorage(storage_url))
+
+
+def _states(storage_url: str, name: str = "s/c") -> dict[str, str]:
+    study = optuna.load_study(study_name=name, storage=storage_url)
+    return {t.user_attrs.get("tune_trial_id"): t.state.name for t in study.trials}
+
+
+@pytest.mark.parametrize(("result", "error", "state"), [
+    ({"epoch": 3, "epochs_total": 3, "accuracy": 0.5, "psnr": 20.0}, False, "COMPLETE"),
+    ({"epoch": 1, "epochs_total": 3, "accuracy": 0.5, "psnr": 20.0}, False, "PRUNED"),  # stopped early
+    ({"epoch": 3, "epochs_total": 3, "accuracy": float("nan"), "psnr": 20.0}, False, "FAIL"),
+    ({"epoch": 2, "epochs_total": 3, "accuracy": 0.5, "psnr": 20.0}, True, "FAIL"),
+])
+def test_tune_outcomes_are_told_truthfully(tmp_path, result, error, state):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = _searcher(url)
+    assert set(searcher.suggest("t1")) >= {"alpha1", "tau"}
+    searcher.on_trial_complete("t1", result=result, error=error)
+    assert _states(url) == {"t1": state}
+    study = optuna.load_study(study_name="s/c", storage=url)
+    if state == "COMPLETE":
+        assert study.trials[0].values == [0.5, 20.0]
+    if state == "PRUNED":
+        assert study.trials[0].user_attrs["pruned_at_epoch"] == 1
+        assert study.best_trials == []  # a pruned trial never enters the front
+
+
+def test_a_trial_told_before_an_interruption_is_not_told_again(tmp_path):
+    """Tune snapshots its searcher every few seconds; a trial finished after the last snapshot is
+    finished in the Optuna storage but not in the restored searcher, which Tune then tells again."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = _searcher(url)
+    searcher.suggest("t1")
+    searcher.suggest("t2")
+    searcher.save(str(tmp_path / "snapshot.pkl"))  # Tune's last snapshot before the kill
+    searcher.on_trial_complete("t1", result={"epoch": 1, "epochs_total": 3, "accuracy": 0.2, "psnr": 12.0})
+
+    restored = _searcher(url)
+    restored.restore(str(tmp_path / "snapshot.pkl"))
+    restored.on_trial_complete("t1", result={"epoch": 2, "epochs_total": 3, "accuracy": 0.3, "psnr": 14.0})
+    restored.on_trial_complete("t1", error=True)  # and once more, as Tune does when stopping fails
+    restored.on_trial_complete("t2", result={"epoch": 3, "epochs_total": 3, "accuracy": 0.4, "psnr": 15.0})
+    assert _states(url) == {"t1": "PRUNED", "t2": "COMPLETE"}
+    trial = optuna.load_study(study_name="s/c", storage=url).trials[0]
+    assert trial.user_attrs["pruned_at_epoch"] == 1  # the first verdict stands
