@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
             outcome = run_study(load_spec(args.study)) if args.command == "run" else resume_study(args.study_dir)
             print("\n".join(summary_lines(outcome)))
-            return 0
+            return 130 if outcome.interrupted else 0
         if args.command == "report":
             from orchestrator.report_command import run_report_command
 

@@ -111,8 +111,40 @@ def reached_budget(result: dict | None) -> bool:
     return bool(result) and result.get("epoch", 0) >= result.get("epochs_total", math.inf)
 
 
+MAX_RESAMPLES = 20  # asks per Tune trial before a repeated configuration is accepted (a tiny space)
+
+
 class ParetoOptunaSearch(OptunaSearch):
-    """``OptunaSearch`` that tells Optuna the truth about pruned and failed trials."""
+    """``OptunaSearch`` that tells Optuna the truth about pruned and failed trials, and does not
+    run one configuration twice.
+
+    NSGA-II hands a parent's genes to a child unchanged often enough that, in a space of a few
+    choices, a study of 16 trials ran the same configuration twice, and every trial trains with
+    the study's seed, so the repeat only reproduced a known result. A suggestion equal to an
+    earlier trial's of the same condition is told ``FAIL`` (user attribute ``duplicate_of``; every
+    sampler ignores failed trials) and asked again; after :data:`MAX_RESAMPLES` asks the space is
+    taken as exhausted and the repeat runs.
+    """
+
+    def suggest(self, trial_id: str) -> dict | None:
+        for attempt in range(MAX_RESAMPLES):
+            params = super().suggest(trial_id)
+            ot_trial = self._ot_trials[trial_id]
+            twin = self._twin(ot_trial.number, ot_trial.params)
+            if twin is None or attempt == MAX_RESAMPLES - 1:
+                return params
+            ot_trial.set_user_attr("duplicate_of", twin)
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            del self._ot_trials[trial_id]  # the next super().suggest asks Optuna for a new trial
+        return params
+
+    def _twin(self, number: int, params: dict) -> int | None:
+        """The number of an earlier trial (running, completed or pruned) with exactly ``params``."""
+        live = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+        for t in self._ot_study.get_trials(deepcopy=False, states=live):
+            if t.number != number and t.params == params:
+                return t.number
+        return None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:

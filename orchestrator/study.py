@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +50,8 @@ class StudyOutcome:
     front_sizes: dict[str, int]  # condition -> members
     epochs_run: int
     epochs_no_pruning: int
+    trials_expected: int = 0
+    interrupted: bool = False  # stopped by Ctrl-C / SIGTERM; ``semtune resume`` continues it
 
 
 def _open_tracking(spec: StudySpec, folder: StudyFolder) -> StudyRecord:
@@ -79,6 +83,14 @@ def _connect_ray(spec: StudySpec) -> None:
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(include_dashboard=False, log_to_driver=False)
+
+
+def _stop_gracefully_on_sigterm() -> None:
+    """Ray Tune stops gracefully (state saved, see :func:`_mark_interrupted`) on SIGINT only, and
+    ``ray.init`` replaces Python's SIGTERM handler with one that aborts. ``ray job stop`` and batch
+    schedulers send SIGTERM, so after connecting it is turned into a SIGINT."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
 
 
 def _tuner(spec: StudySpec, folder: StudyFolder, study: StudyRun) -> tune.Tuner:
@@ -132,6 +144,17 @@ def _close_leftovers(study: StudyRun, grid) -> None:
         finish_run(client, run.info.run_id, status, {TAG_STATUS: status, **tags})
 
 
+def _mark_interrupted(study: StudyRun) -> None:
+    """After Ctrl-C or SIGTERM: trial runs still RUNNING are KILLED (status ``interrupted``), not
+    judged by their last epoch; ``semtune resume`` reopens each one and continues it."""
+    client = study.client()
+    for run in child_runs(client, study):
+        if run.info.status == "RUNNING":
+            client.set_tag(run.info.run_id, TAG_STATUS, "interrupted")
+            client.set_terminated(run.info.run_id, status="KILLED")
+    client.set_terminated(study.parent_run_id, status="KILLED")
+
+
 def _summarise(study: StudyRun) -> tuple[dict, dict, int, int]:
     """Status counts, front sizes, epochs run and epochs a no-pruning run needs — from MLflow."""
     counts: dict[str, int] = {}
@@ -166,10 +189,17 @@ def run_study(spec: StudySpec) -> StudyOutcome:
         client.update_run(study.parent_run_id, status="RUNNING")
 
     _connect_ray(spec)
+    _stop_gracefully_on_sigterm()
     # CheckpointConfig(num_to_keep=1) makes Tune snapshot the experiment at every trial checkpoint, on
     # purpose: a resumed study then finds each trial's latest epoch. Tune warns about that each time.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     grid = _tuner(spec, folder, study).fit()
+    expected = spec.budget.trials_per_condition * len(condition_grid(spec))
+    if grid.num_terminated + grid.num_errors < expected:  # Tune saved its state and returned early
+        _mark_interrupted(study)
+        counts, fronts, run_epochs, budget_epochs = _summarise(study)
+        return StudyOutcome(folder.path, record.tracking_uri, record.experiment_id, record.parent_run_id,
+                            counts, fronts, run_epochs, budget_epochs, expected, interrupted=True)
     _close_leftovers(study, grid)
 
     counts, fronts, run_epochs, budget_epochs = _summarise(study)
@@ -182,7 +212,7 @@ def run_study(spec: StudySpec) -> StudyOutcome:
         }.items()])
     client.set_terminated(study.parent_run_id, status="FINISHED")
     return StudyOutcome(folder.path, record.tracking_uri, record.experiment_id, record.parent_run_id,
-                        counts, fronts, run_epochs, budget_epochs)
+                        counts, fronts, run_epochs, budget_epochs, expected)
 
 
 def resume_study(study_dir: str | Path) -> StudyOutcome:
@@ -195,8 +225,15 @@ def resume_study(study_dir: str | Path) -> StudyOutcome:
 def summary_lines(outcome: StudyOutcome) -> list[str]:
     c = outcome.counts
     saved = 1 - outcome.epochs_run / outcome.epochs_no_pruning if outcome.epochs_no_pruning else 0.0
+    states = ", ".join(f"{n} {s}" for s, n in sorted(c.items()))
+    if outcome.interrupted:
+        done = sum(n for s, n in c.items() if s in ("completed", "pruned", "failed"))
+        head = [f"study interrupted: {done} of {outcome.trials_expected} trials finished — {states}",
+                f"resume it with: semtune resume {outcome.folder}"]
+    else:
+        head = [f"study finished: {sum(c.values())} trials — {states}"]
     lines = [
-        f"study finished: {sum(c.values())} trials — " + ", ".join(f"{n} {s}" for s, n in sorted(c.items())),
+        *head,
         f"epochs run: {outcome.epochs_run} of {outcome.epochs_no_pruning} without pruning ({saved:.0%} saved)",
         "front sizes: " + ", ".join(f"{k}: {v}" for k, v in sorted(outcome.front_sizes.items())),
         f"study folder: {outcome.folder}",

@@ -156,7 +156,9 @@ def trial_row(run, tracking_uri: str, experiment_id: str, fallbacks) -> dict:
     condition = tags.get(TAG_CONDITION) or params.get("condition")
     method = tags.get(TAG_METHOD) or params.get("method")
     status = tags.get(TAG_STATUS)
-    if status not in STATUSES:  # e.g. a run closed by hand: fall back on MLflow's own status
+    if status == "interrupted":  # stopped with its study; `semtune resume` continues it
+        status = "running"
+    elif status not in STATUSES:  # e.g. a run closed by hand: fall back on MLflow's own status
         status = "failed" if run.info.status in ("FAILED", "KILLED") else "running"
     row = {k: _number(params.get(k)) for k in _FLOAT_PARAMS}
     snr, kn = conditions.get(condition, (None, None))

@@ -11,8 +11,8 @@ from orchestrator.search import ParetoOptunaSearch, SpaceFunction
 from orchestrator.spec import SearchSpace
 
 
-def _searcher(storage_url: str, name: str = "s/c") -> ParetoOptunaSearch:
-    space = SearchSpace.model_validate({"alpha1": {"low": 0.1, "high": 0.9}, "tau": {"low": 0.1, "high": 1.0}})
+def _searcher(storage_url: str, name: str = "s/c", space: dict | None = None) -> ParetoOptunaSearch:
+    space = SearchSpace.model_validate(space or {"alpha1": {"low": 0.1, "high": 0.9}, "tau": {"low": 0.1, "high": 1.0}})
     return ParetoOptunaSearch(space=SpaceFunction(space, ["proposed"]), metric=list(METRICS), mode=list(MODES),
                               sampler=optuna.samplers.RandomSampler(seed=0), study_name=name,
                               storage=optuna.storages.RDBStorage(storage_url))
@@ -61,3 +61,18 @@ def test_a_trial_told_before_an_interruption_is_not_told_again(tmp_path):
     assert _states(url) == {"t1": "PRUNED", "t2": "COMPLETE"}
     trial = optuna.load_study(study_name="s/c", storage=url).trials[0]
     assert trial.user_attrs["pruned_at_epoch"] == 1  # the first verdict stands
+
+
+def test_a_configuration_is_not_run_twice_until_the_space_is_exhausted(tmp_path):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    space = {"proj_dim": {"choices": [16, 32, 64]}, "alpha1": {"choices": [0.5, 0.9]}}  # 6 configurations
+    searcher = _searcher(url, space=space)
+    seen = [tuple(sorted(searcher.suggest(f"t{i}").items())) for i in range(6)]
+    assert len(set(seen)) == 6  # with seed 0 the random sampler repeats itself within these draws
+    study = optuna.load_study(study_name="s/c", storage=url)
+    rejected = [t for t in study.trials if "duplicate_of" in t.user_attrs]
+    assert rejected and all(t.state == TrialState.FAIL for t in rejected)
+    assert all(study.trials[t.user_attrs["duplicate_of"]].params == t.params for t in rejected)
+    searcher.on_trial_complete("t0", result={"epoch": 1, "epochs_total": 3, "accuracy": 0.2, "psnr": 12.0})
+    seventh = tuple(sorted(searcher.suggest("t6").items()))  # nothing new is left: the repeat runs
+    assert seventh in seen

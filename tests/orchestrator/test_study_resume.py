@@ -1,6 +1,6 @@
-"""(d) The driver of a real study is SIGKILLed mid-study; ``semtune resume`` completes it.
+"""(d) The driver of a real study is killed mid-study; ``semtune resume`` completes it.
 
-The study runs in a subprocess (``semtune run``, its own local Ray), is killed with SIGKILL once
+The study runs in a subprocess (``semtune run``, its own local Ray), is killed (SIGKILL, or SIGTERM) once
 some trials have finished and others are mid-training, and is resumed with ``semtune resume``.
 Afterwards: exactly the spec's number of trials, one MLflow run each (found by trial id), none
 RUNNING, each run's metric history one point per epoch (a resumed trial continued its own run),
@@ -55,7 +55,10 @@ def _wait_mid_study(folder: StudyFolder, proc: subprocess.Popen, timeout_s: floa
     pytest.fail("the study never reached a state with finished and running trials")
 
 
-def test_sigkilled_driver_resumes_without_lost_or_duplicated_runs(write_study, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_interrupted_driver_resumes_without_lost_or_duplicated_runs(write_study, tmp_path, sig):
+    """SIGKILL: nothing runs on the driver's side. SIGTERM (``ray job stop``): a graceful stop that
+    saves Tune's state, marks the unfinished trials' runs KILLED/interrupted and exits with 130."""
     path = write_study(name="killed", budget={"trials_per_condition": 4, "max_concurrent": 2,
                                               "stage1_epochs": 2, "stage2_epochs": 2},
                        pruner={"name": "moasha", "grace_epochs": 1, "reduction_factor": 2})
@@ -68,8 +71,8 @@ def test_sigkilled_driver_resumes_without_lost_or_duplicated_runs(write_study, t
                             start_new_session=True)
     try:
         before = _wait_mid_study(folder, proc)
-        os.kill(proc.pid, signal.SIGKILL)  # the driver only; its local Ray notices and shuts down
-        proc.wait(timeout=30)
+        os.kill(proc.pid, sig)  # the driver only; its local Ray notices and shuts down
+        proc.wait(timeout=120)
         time.sleep(3)
     finally:
         try:  # whatever of that Ray session is still alive goes too, as after a lost head node
@@ -79,7 +82,16 @@ def test_sigkilled_driver_resumes_without_lost_or_duplicated_runs(write_study, t
         log.close()
     record = folder.read_record()
     client = MlflowClient(record.tracking_uri)
-    assert client.get_run(record.parent_run_id).info.status == "RUNNING"  # nobody closed it: it was killed
+    parent = client.get_run(record.parent_run_id).info.status
+    if sig == signal.SIGKILL:
+        assert parent == "RUNNING"  # nobody closed it: the driver was killed
+    else:
+        assert proc.returncode == 130, (tmp_path / "run.log").read_text()[-3000:]
+        assert "study interrupted" in (tmp_path / "run.log").read_text()
+        assert parent == "KILLED"
+        runs = _trial_runs(client, record.experiment_id)
+        assert not [r for r in runs if r.info.status == "RUNNING"]
+        assert all(r.info.status == "KILLED" for r in runs if r.data.tags["semtune.status"] == "interrupted")
     assert len(before) < n_expected
 
     done = subprocess.run([*SEMTUNE, "resume", str(folder.path)], cwd=tmp_path, env=_env(),
