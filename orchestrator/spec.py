@@ -10,7 +10,6 @@ import hashlib
 import json
 import math
 import re
-from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 

@@ -197,6 +197,7 @@ def collect(source: StudySource) -> CollectedStudy:
         tracking_uri=source.tracking_uri,
         experiment_id=source.experiment_id,
         reference=reference if None not in reference else DEFAULT_REFERENCE,
+        classifier=p.get("trial.classifier.arch", "resnet56"),  # the TrialConfig default when the spec is silent
         **meta_args,  # the version that ran the study: it produced the rows
     )
     return CollectedStudy(source, trials, meta, {r.info.run_id: dict(r.data.tags) for r in runs})

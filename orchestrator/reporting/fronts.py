@@ -76,37 +76,35 @@ def hypervolumes(df: pd.DataFrame, ref=DEFAULT_REFERENCE) -> pd.DataFrame:
 
 
 def hypervolume_progress(df: pd.DataFrame, ref=DEFAULT_REFERENCE) -> pd.DataFrame:
-    """Per condition, the hypervolume after each completed trial in the order trials finished.
+    """Per condition, one row per finished trial in the order trials finished: the hypervolume of
+    the completed trials up to that moment.
 
     Trials are ordered by ``end_time`` (those without one, last, in table order); running trials
-    have not finished and are left out. ``trials_finished`` and ``epochs_spent`` count every
-    finished trial up to that moment, pruned and failed ones included: they cost compute too.
+    have not finished and are left out. Pruned and failed trials get a row too, carrying the
+    hypervolume forward: they cost compute (``epochs_spent``) without moving the front, which is
+    what a reader of this curve wants to see. Before the first completed trial the hypervolume is 0.
     """
     df = df.reset_index(drop=True)
     ok = pd.Series(rankable(df), index=df.index)
+    columns = ["condition", "trial_id", "end_time", "trials_finished", "epochs_spent", "hypervolume"]
     rows = []
     for condition in conditions(df):
         group = df[df["condition"] == condition]
         done = group[group["status"] != "running"].sort_values("end_time", kind="stable", na_position="last")
-        finished = np.arange(1, len(done) + 1)
-        spent = done["epochs_run"].astype("int64").cumsum().to_numpy()
-        keep = ok[done.index].to_numpy()
-        if not keep.any():
+        if done.empty:
             continue
-        trace = hypervolume_trace(done.loc[keep, list(METRICS)].to_numpy(float), ref)
-        rows.append(
-            pd.DataFrame(
-                {
-                    "condition": condition,
-                    "trial_id": done.loc[keep, "trial_id"].reset_index(drop=True),
-                    "end_time": done.loc[keep, "end_time"].reset_index(drop=True),
-                    "trials_finished": finished[keep],
-                    "epochs_spent": spent[keep],
-                    "hypervolume": trace,
-                }
-            )
-        )
-    columns = ["condition", "trial_id", "end_time", "trials_finished", "epochs_spent", "hypervolume"]
+        keep = ok[done.index].to_numpy()
+        completed = hypervolume_trace(done.loc[keep, list(METRICS)].to_numpy(float), ref)
+        # after the i-th finished trial: the hypervolume of the completed trials among the first i
+        trace = np.concatenate([[0.0], completed])[np.cumsum(keep)]
+        rows.append(pd.DataFrame({
+            "condition": condition,
+            "trial_id": done["trial_id"].to_numpy(),
+            "end_time": done["end_time"].to_numpy(),
+            "trials_finished": np.arange(1, len(done) + 1),
+            "epochs_spent": done["epochs_run"].astype("int64").cumsum().to_numpy(),
+            "hypervolume": trace.astype(float),
+        }, columns=columns))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
 
 

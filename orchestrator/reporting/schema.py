@@ -146,6 +146,7 @@ class ReportMeta:
     tracking_uri: str
     experiment_id: str
     reference: tuple[float, float] = DEFAULT_REFERENCE
+    classifier: str = ""  # the downstream model, e.g. "resnet20": CPU-sized studies must say so
     semtune_version: str = field(default_factory=_semtune_version)
     psnr_definition: str = field(default_factory=_psnr_definition)
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))

@@ -77,6 +77,13 @@ def png_names(trials: pd.DataFrame) -> list[str]:
     return [front_png(c) for c in conditions(trials)] + [vs_kn_png(s) for s in snrs(trials)] + [HYPERVOLUME_PNG]
 
 
+def classifier_display(arch: str) -> str:
+    """The downstream model, flagged when it is not the paper's ResNet-56."""
+    if arch == "resnet20":
+        return "ResNet-20 (a CPU-sized stand-in; the paper uses ResNet-56)"
+    return {"resnet56": "ResNet-56 (as in the paper)", "": "not recorded"}.get(arch, arch)
+
+
 def meta_display(meta: ReportMeta) -> pd.DataFrame:
     ref = meta.reference
     return pd.DataFrame(
@@ -89,6 +96,7 @@ def meta_display(meta: ReportMeta) -> pd.DataFrame:
                 "experiment id",
                 "created (UTC)",
                 "hypervolume reference",
+                "downstream classifier",
             ],
             "value": [
                 meta.study_name,
@@ -98,6 +106,7 @@ def meta_display(meta: ReportMeta) -> pd.DataFrame:
                 meta.experiment_id,
                 meta.created_at.isoformat(timespec="seconds"),
                 f"accuracy {ref[0]:g}, PSNR {ref[1]:g} dB",
+                classifier_display(meta.classifier),
             ],
         }
     )

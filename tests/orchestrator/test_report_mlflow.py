@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -78,38 +75,6 @@ def local_ray():
     ray.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"], stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            if urllib.request.urlopen(url + "/health", timeout=2).status == 200:
-                break
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                os.killpg(proc.pid, 9)
-                pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-    yield url
-    os.killpg(proc.pid, 9)
-    proc.wait()
-    log.close()
-
-
 @pytest.fixture(scope="module")
 def sqlite_study(tmp_path_factory, cifar_dir, models_dir):
     tmp = tmp_path_factory.mktemp("sqlite-study")
@@ -147,6 +112,8 @@ def check_report(out: Path, outcome) -> pd.DataFrame:
     assert (meta.study_name, meta.spec_hash, meta.tracking_uri, meta.experiment_id) == (
         record.name, record.spec_hash, outcome.tracking_uri, outcome.experiment_id)
     assert meta.reference == (0.1, 10.0)
+    assert meta.classifier == "resnet20"  # a CPU-sized study says which classifier it used
+    assert "ResNet-20 (a CPU-sized stand-in" in (out / "report.md").read_text()
     schema = pq.read_schema(out / "trials.parquet")
     assert [(f.name, f.type) for f in schema] == [(f.name, f.type) for f in arrow_schema()]
     assert all(f.metadata[b"description"] for f in schema)

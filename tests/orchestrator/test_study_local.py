@@ -5,12 +5,6 @@ over http; (e) pruned trials are PRUNED in Optuna; (f) a NaN trial fails with it
 while the study completes.
 """
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import optuna
 import pytest
@@ -114,37 +108,6 @@ def test_failing_trial_is_recorded_and_the_study_completes(write_study):
         assert r.info.status == "FAILED"
         assert r.data.tags["semtune.failure_reason"].startswith("TrialDiverged: training loss is nan")
     assert outcome.counts == {"completed": 2, "failed": 2}
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "w"), start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
-    yield url
-    os.killpg(proc.pid, 9)
-    proc.wait()
 
 
 def test_study_logs_over_http_to_a_real_mlflow_server(write_study, mlflow_server):
