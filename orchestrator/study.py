@@ -8,6 +8,7 @@ are found again by trial id; orphans of the interruption are closed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -85,12 +86,19 @@ def _connect_ray(spec: StudySpec) -> None:
         ray.init(include_dashboard=False, log_to_driver=False)
 
 
-def _stop_gracefully_on_sigterm() -> None:
+@contextlib.contextmanager
+def _stop_gracefully_on_sigterm():
     """Ray Tune stops gracefully (state saved, see :func:`_mark_interrupted`) on SIGINT only, and
     ``ray.init`` replaces Python's SIGTERM handler with one that aborts. ``ray job stop`` and batch
-    schedulers send SIGTERM, so after connecting it is turned into a SIGINT."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    schedulers send SIGTERM, so while the study runs it is turned into a SIGINT."""
+    if threading.current_thread() is not threading.main_thread():  # signals go to the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _tuner(spec: StudySpec, folder: StudyFolder, study: StudyRun) -> tune.Tuner:
@@ -189,11 +197,11 @@ def run_study(spec: StudySpec) -> StudyOutcome:
         client.update_run(study.parent_run_id, status="RUNNING")
 
     _connect_ray(spec)
-    _stop_gracefully_on_sigterm()
     # CheckpointConfig(num_to_keep=1) makes Tune snapshot the experiment at every trial checkpoint, on
     # purpose: a resumed study then finds each trial's latest epoch. Tune warns about that each time.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    grid = _tuner(spec, folder, study).fit()
+    with _stop_gracefully_on_sigterm():
+        grid = _tuner(spec, folder, study).fit()
     expected = spec.budget.trials_per_condition * len(condition_grid(spec))
     if grid.num_terminated + grid.num_errors < expected:  # Tune saved its state and returned early
         _mark_interrupted(study)

@@ -262,7 +262,7 @@ def test_kodak_reconstruction_grid(sqlite_study, sqlite_report, kodak_dir, tmp_p
 
     # independently: the MLflow model, the PNG read with PIL, PSNR in numpy, MS-SSIM from torchmetrics
     with Image.open(kodak_dir / grid.images[0]) as img:
-        x = torch.from_numpy(np.asarray(img.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
     run_id = ranked.loc[ranked["trial_id"] == grid.trial_ids[0], "mlflow_run_id"].item()
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(sqlite_study.tracking_uri)
