@@ -63,14 +63,24 @@ def tiny_study_doc(cifar_dir: Path, models_dir: Path, storage: Path, name: str =
     return {**merge(doc, over), **replaced}
 
 
+@pytest.fixture(scope="session")
+def study_doc(cifar_dir, models_dir):
+    """``study_doc(storage, name, **overrides) -> dict``: :func:`tiny_study_doc` on the shared data."""
+
+    def doc(storage: Path, name: str = "tiny", **over) -> dict:
+        return tiny_study_doc(cifar_dir, models_dir, storage, name, **over)
+
+    return doc
+
+
 @pytest.fixture
-def write_study(tmp_path, cifar_dir, models_dir):
+def write_study(tmp_path, study_doc):
     """``write_study(**overrides) -> Path`` of a tiny study YAML in ``tmp_path``."""
     import yaml
 
     def write(name: str = "tiny", **over) -> Path:
         path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(tiny_study_doc(cifar_dir, models_dir, tmp_path / "studies", name, **over)))
+        path.write_text(yaml.safe_dump(study_doc(tmp_path / "studies", name, **over)))
         return path
 
     return write

@@ -19,8 +19,7 @@ from .picker import parse_constraint
 from .picker import pick as pick_trials
 from .schema import ReportMeta, conform
 from .tables import write_table
-
-FIGURES_DIR = "figures"
+from .views import FIGURES_DIR
 
 
 def write_report(trials: pd.DataFrame, meta: ReportMeta, out_dir: Path, pick: str | None = None) -> dict[str, Path]:

@@ -22,9 +22,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from .fronts import conditions
-from .views import kn_label, label
+from .views import FIGURES_DIR, kn_label, label
 
-FIGURES_DIR = "figures"
 DPI = 150
 CAVEAT = ("The models were trained on 32×32 CIFAR-10 (the paper trained on STL-10 for its Fig. 5), "
           "so Kodak's large natural images are outside what they learned.")

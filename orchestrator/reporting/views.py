@@ -70,6 +70,7 @@ def vs_kn_png(snr_db: float) -> str:
 
 
 HYPERVOLUME_PNG = "hypervolume.png"
+FIGURES_DIR = "figures"  # the report folder's sub-folder of PNGs
 
 
 def png_names(trials: pd.DataFrame) -> list[str]:

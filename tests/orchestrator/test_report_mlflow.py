@@ -31,28 +31,14 @@ from orchestrator.reporting.publish import MODEL_NAME, TAG_FRONT, TAG_MODEL, TAG
 from orchestrator.spec import load_spec
 from orchestrator.study import run_study
 from orchestrator.study_folder import StudyFolder
-from search_spaces import merge
 
 pytestmark = pytest.mark.slow
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 KODAK = SHARED / "data" / "kodak"
 
 
-def tiny_doc(cifar_dir, models_dir, storage: Path, name: str, **over) -> dict:
-    """2 conditions × 3 trials, 1+1 epochs; MO-ASHA with a quota of one per rung, so pruning is likely."""
-    doc = {
-        "name": name,
-        "dataset": {"search_dirs": [str(cifar_dir)], "train_per_class": 10, "val_per_class": 5},
-        "trial": {"codec": {"width": 8}, "classifier": {"arch": "resnet20", "search_dirs": [str(models_dir)]},
-                  "stage1": {"lr": 0.003}, "stage2": {"lr": 0.001}, "batch_size": 16, "threads": 1},
-        "conditions": {"snr_db": [20], "kn": ["1/12", "1/6"]},
-        "search_space": {"alpha1": {"low": 0.1, "high": 0.9}, "tau": {"low": 0.1, "high": 1.0, "log": True}},
-        "sampler": {"name": "random"},
-        "pruner": {"name": "moasha", "grace_epochs": 1, "reduction_factor": 4},
-        "budget": {"trials_per_condition": 3, "max_concurrent": 2, "stage1_epochs": 1, "stage2_epochs": 1},
-        "storage_path": str(storage),
-    }
-    return merge(doc, over)
+# 1 + 1 epochs and MO-ASHA with a quota of one per rung (reduction factor 4), so pruning is likely.
+REPORT_STUDY = {"pruner": {"reduction_factor": 4}, "budget": {"stage1_epochs": 1, "stage2_epochs": 1}}
 
 
 def _run_study(tmp: Path, doc: dict):
@@ -76,15 +62,15 @@ def local_ray():
 
 
 @pytest.fixture(scope="module")
-def sqlite_study(tmp_path_factory, cifar_dir, models_dir):
+def sqlite_study(tmp_path_factory, study_doc):
     tmp = tmp_path_factory.mktemp("sqlite-study")
-    return _run_study(tmp, tiny_doc(cifar_dir, models_dir, tmp / "studies", "rep-sqlite"))
+    return _run_study(tmp, study_doc(tmp / "studies", "rep-sqlite", **REPORT_STUDY))
 
 
 @pytest.fixture(scope="module")
-def http_study(tmp_path_factory, cifar_dir, models_dir, mlflow_server):
+def http_study(tmp_path_factory, study_doc, mlflow_server):
     tmp = tmp_path_factory.mktemp("http-study")
-    return _run_study(tmp, tiny_doc(cifar_dir, models_dir, tmp / "studies", "rep-http", tracking_uri=mlflow_server))
+    return _run_study(tmp, study_doc(tmp / "studies", "rep-http", tracking_uri=mlflow_server, **REPORT_STUDY))
 
 
 @pytest.fixture(scope="module")
