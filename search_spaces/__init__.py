@@ -7,6 +7,7 @@ overrides any field.
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 from typing import Any
 
@@ -20,7 +21,14 @@ METHOD_PARAMETERS: dict[str, tuple[str, ...]] = {
     "deepjscc_ft": ("alpha2",),
     "deepsc": ("alpha1", "alpha2"),
 }
-SEARCHABLE = ("alpha1", "alpha2", "tau", "proj_dim")
+# Every searchable hyperparameter with the interval its values must lie in: (low, high, low is open).
+BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "alpha1": (0, 1, False),
+    "alpha2": (0, 1, False),
+    "tau": (0, math.inf, True),
+    "proj_dim": (0, 4096, True),
+}
+SEARCHABLE = tuple(BOUNDS)
 
 
 def preset_names() -> list[str]:

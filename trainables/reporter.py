@@ -1,7 +1,7 @@
 """The only way a trial talks to the outside: report per-epoch metrics with a checkpoint.
 
 ``run_trial`` takes any object with these two methods, so the same function runs under Ray Tune
-(``orchestrator.trial_runner.TuneReporter``), from the CLI (:class:`FolderReporter`) or in a
+(``orchestrator.tune.trainable.TuneReporter``), from the CLI (:class:`FolderReporter`) or in a
 test (:class:`MemoryReporter`).
 """
 

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from orchestrator.outcomes import PRUNED
 from .fronts import conditions, front_table, hypervolume_progress, rankable
 from .paper_reference import paper_points
 from .views import (
@@ -86,7 +87,7 @@ def _save(fig: Figure, path: Path) -> Path:
 def _front(trials: pd.DataFrame, front: pd.DataFrame, condition: str) -> Figure:
     fig, (ax,) = _new("front")
     done = trials[rankable(trials)]
-    pruned = trials[(trials["status"] == "pruned") & trials["accuracy"].notna() & trials["psnr"].notna()]
+    pruned = trials[(trials["status"] == PRUNED) & trials["accuracy"].notna() & trials["psnr"].notna()]
     for m in methods(trials):
         p = pruned[pruned["method"] == m]
         ax.scatter(p["psnr"], p["accuracy"], s=8, marker=_MARKERS.get(m, "o"), color=color(m), alpha=0.2, linewidths=0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from orchestrator.outcomes import COMPLETED, RUNNING, STATUSES
 from orchestrator.objectives import METRICS
 from orchestrator.pareto import hypervolume, hypervolume_trace, pareto_ranks
 
@@ -20,7 +21,7 @@ from .schema import DEFAULT_REFERENCE
 def rankable(df: pd.DataFrame) -> np.ndarray:
     """True for completed trials whose objectives are all finite."""
     finite = np.isfinite(df[list(METRICS)].astype(float).to_numpy()).all(axis=1)
-    return (df["status"] == "completed").to_numpy() & finite
+    return (df["status"] == COMPLETED).to_numpy() & finite
 
 
 def conditions(df: pd.DataFrame) -> list[str]:
@@ -66,7 +67,7 @@ def hypervolumes(df: pd.DataFrame, ref=DEFAULT_REFERENCE) -> pd.DataFrame:
                 "snr_db": float(group["snr_db"].iloc[0]),
                 "hypervolume": hypervolume(points, ref),
                 "n_trials": len(group),
-                **{f"n_{s}": int(counts.get(s, 0)) for s in ("completed", "pruned", "failed", "running")},
+                **{f"n_{s}": int(counts.get(s, 0)) for s in STATUSES},
                 "front_size": int(group["pareto_rank"].eq(1).fillna(False).sum()),
                 "ref_accuracy": float(ref[0]),
                 "ref_psnr": float(ref[1]),
@@ -90,7 +91,7 @@ def hypervolume_progress(df: pd.DataFrame, ref=DEFAULT_REFERENCE) -> pd.DataFram
     rows = []
     for condition in conditions(df):
         group = df[df["condition"] == condition]
-        done = group[group["status"] != "running"].sort_values("end_time", kind="stable", na_position="last")
+        done = group[group["status"] != RUNNING].sort_values("end_time", kind="stable", na_position="last")
         if done.empty:
             continue
         keep = ok[done.index].to_numpy()

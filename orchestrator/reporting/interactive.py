@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from orchestrator.outcomes import PRUNED
 from .fronts import rankable
 from .views import AXIS_TITLES, color, hover_fields, kn_label, kn_ticks, label, methods, staircase
 
@@ -50,7 +51,7 @@ def _points(df: pd.DataFrame, method: str, faint: bool) -> go.Scatter:
 def front_figure(trials: pd.DataFrame, front: pd.DataFrame, condition: str) -> go.Figure:
     fig = go.Figure()
     done = trials[rankable(trials)]
-    pruned = trials[(trials["status"] == "pruned") & trials["accuracy"].notna() & trials["psnr"].notna()]
+    pruned = trials[(trials["status"] == PRUNED) & trials["accuracy"].notna() & trials["psnr"].notna()]
     for m in methods(trials):
         if (pruned["method"] == m).any():
             fig.add_trace(_points(pruned[pruned["method"] == m], m, faint=True))

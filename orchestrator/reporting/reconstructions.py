@@ -126,7 +126,7 @@ def reconstruction_grids(
     """One grid per condition with a loadable front member; also notes on members skipped.
 
     ``load_model(row) -> (model or None, note)`` gives a member's
-    :class:`~orchestrator.reporting.publish.TransmitAndClassify` (or anything called the same way).
+    :class:`~orchestrator.tracking.publish.TransmitAndClassify` (or anything called the same way).
     """
     images = load_kodak(kodak_dir, n_images)
     if not images:

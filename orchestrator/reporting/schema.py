@@ -17,6 +17,8 @@ from typing import NamedTuple
 import pandas as pd
 import pyarrow as pa
 
+from orchestrator.outcomes import STATUSES
+
 
 class Column(NamedTuple):
     name: str
@@ -61,7 +63,6 @@ COLUMNS: list[Column] = [
 ]
 COLUMN_NAMES = [c.name for c in COLUMNS]
 REQUIRED_COLUMNS = [c.name for c in COLUMNS if c.required]
-STATUSES = ("completed", "pruned", "failed", "running")
 METADATA_KEY = b"semtune"
 
 # chance accuracy for 10 classes and 10 dB: see ReportMeta.reference

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from orchestrator.outcomes import FAILED, PRUNED
 from orchestrator.objectives import METRICS
 
 from .fronts import conditions, rankable
@@ -178,9 +179,9 @@ def front_display(front: pd.DataFrame, link: Callable[[str, str], str]) -> pd.Da
 
 def stopped_display(trials: pd.DataFrame, link: Callable[[str, str], str]) -> pd.DataFrame:
     """Pruned and failed trials with the epoch they were stopped at or why they failed."""
-    stopped = trials[trials["status"].isin(["pruned", "failed"])]
+    stopped = trials[trials["status"].isin([PRUNED, FAILED])]
     why = [
-        f"pruned at epoch {e}" if s == "pruned" else (f or "unknown")
+        f"pruned at epoch {e}" if s == PRUNED else (f or "unknown")
         for s, e, f in zip(stopped["status"], stopped["pruned_at_epoch"], stopped["failure_reason"].fillna(""))
     ]
     return pd.DataFrame(

@@ -10,8 +10,8 @@ import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
-from orchestrator.schedulers import ParetoSuccessiveHalving
-from orchestrator.schedulers._moasha import crowding_distance, keeps, rung_levels, rung_order
+from orchestrator.tune.schedulers import ParetoSuccessiveHalving
+from orchestrator.tune.schedulers.moasha import crowding_distance, keeps, rung_levels, rung_order
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 

@@ -22,7 +22,7 @@ from orchestrator.reporting import (
     write_report,
 )
 from orchestrator.reporting.figures import DPI, pixel_size
-from orchestrator.reporting.synthetic import synthetic_trials
+from report_fixtures import synthetic_trials
 
 META = ReportMeta(
     study_name="writer-test",

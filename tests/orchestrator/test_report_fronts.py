@@ -25,7 +25,7 @@ from orchestrator.reporting import (
     pick,
     rank_trials,
 )
-from orchestrator.reporting.synthetic import synthetic_trials
+from report_fixtures import synthetic_trials
 
 REF = DEFAULT_REFERENCE
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.reporting import ReportMeta, write_report
-from orchestrator.reporting.synthetic import synthetic_trials
+from report_fixtures import synthetic_trials
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"

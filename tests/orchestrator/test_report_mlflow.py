@@ -27,10 +27,11 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main as cli_main
 from orchestrator.reporting import arrow_schema, read_report_table
-from orchestrator.reporting.publish import MODEL_NAME, TAG_FRONT, TAG_MODEL, TAG_RANK, find_checkpoint, member_module
+from orchestrator.tracking.publish import MODEL_NAME, find_checkpoint, member_module
+from orchestrator.tracking.tags import TAG_FRONT, TAG_MODEL, TAG_RANK
 from orchestrator.spec import load_spec
-from orchestrator.study import run_study
-from orchestrator.study_folder import StudyFolder
+from orchestrator.study.runner import run_study
+from orchestrator.study.folder import StudyFolder
 
 pytestmark = pytest.mark.slow
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
@@ -115,7 +116,7 @@ def check_report(out: Path, outcome) -> pd.DataFrame:
         assert row.psnr == pytest.approx(run.data.metrics["psnr"])
         assert row.kn_achieved == pytest.approx(float(run.data.params["kn_achieved"]), abs=1e-6)
         if outcome.tracking_uri.startswith("http"):
-            assert row.mlflow_run_url == f"{outcome.tracking_uri}/#/experiments/{outcome.experiment_id}/runs/{run.info.run_id}"
+            assert row.mlflow_run_url == f"{outcome.tracking_uri}/#/experiments/{outcome.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
         else:
             assert row.mlflow_run_url == ""
         ranked = not pd.isna(row.pareto_rank)
@@ -225,8 +226,8 @@ def test_kodak_reconstruction_grid(sqlite_study, sqlite_report, kodak_dir, tmp_p
     from torchmetrics.image import MultiScaleStructuralSimilarityIndexMeasure
 
     from orchestrator.reporting import conform, rank_trials
-    from orchestrator.reporting.collect import collect, locate_study
-    from orchestrator.reporting.publish import load_member
+    from orchestrator.tracking.collect import collect, locate_study
+    from orchestrator.tracking.publish import load_member
     from orchestrator.reporting.reconstructions import reconstruction_grids
 
     _, out = sqlite_report

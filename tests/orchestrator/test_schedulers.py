@@ -11,12 +11,8 @@ from optuna.trial import TrialState
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from orchestrator.schedulers import (
-    SCHEDULER_NAMES,
-    OptunaPrunerScheduler,
-    ParetoSuccessiveHalving,
-    build_scheduler,
-)
+from orchestrator.spec import PrunerSpec
+from orchestrator.tune.schedulers import PRUNER_NAMES, OptunaPrunerScheduler, ParetoSuccessiveHalving, build_scheduler
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 WEIGHTS = {"accuracy": 1.0, "psnr": 0.01}
@@ -112,7 +108,8 @@ def test_nan_results_do_not_crash(storage_url):
 
 
 def test_successive_halving_pruner_via_the_factory(storage_url):
-    s = build_scheduler("successive_halving", max_epochs=9, weights=WEIGHTS, storage=storage_url)
+    s = build_scheduler(PrunerSpec(name="successive_halving", scalarization=WEIGHTS), max_epochs=9,
+                        storage=storage_url)
     assert run(s, trial("a"), [(0.8, 30.0)] * 9, total=9) == [CONTINUE] * 9
     assert run(s, trial("b"), [(0.1, 5.0)] * 9, total=9) == [STOP]
     assert s.stopped_trials == {"b": 1}
@@ -137,9 +134,9 @@ def test_pruner_must_be_an_optuna_pruner():
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
-@pytest.mark.parametrize("name", SCHEDULER_NAMES)
+@pytest.mark.parametrize("name", PRUNER_NAMES)
 def test_factory_builds_every_name(name, tmp_path):
-    s = build_scheduler(name, max_epochs=9, weights=WEIGHTS, state_path=tmp_path / "s.json")
+    s = build_scheduler(PrunerSpec(name=name, scalarization=WEIGHTS), max_epochs=9, state_path=tmp_path / "s.json")
     assert isinstance(s, FIFOScheduler)
     expected = {"moasha": ParetoSuccessiveHalving, "none": FIFOScheduler}.get(name, OptunaPrunerScheduler)
     assert type(s) is expected
@@ -149,13 +146,17 @@ def test_factory_builds_every_name(name, tmp_path):
         assert type(s._pruner).__name__ == f"{pruner_type}Pruner"
 
 
-def test_factory_rejects_unknown_names_and_missing_weights():
-    with pytest.raises(ValueError, match=r"`name` is 'asha', but must be one of \['moasha', .*'none'\]"):
-        build_scheduler("asha", max_epochs=9)
-    with pytest.raises(ValueError, match=r"`weights` is None"):
-        build_scheduler("median", max_epochs=9)
-    with pytest.raises(ValueError, match=r"`reduction_factor` is 2.5"):
-        build_scheduler("hyperband", max_epochs=9, reduction_factor=2.5, weights=WEIGHTS)
+def test_the_pruner_rules_are_the_spec_s():
+    """The rules on a pruner section are checked once, by the spec; the factory takes its result."""
+    from trainables.config import ConfigError
+
+    from orchestrator.spec.sections import PrunerSpec as Spec
+
+    for bad in ({"name": "asha"}, {"name": "median"}, {"name": "hyperband", "reduction_factor": 2.5,
+                                                        "scalarization": WEIGHTS},
+                {"name": "median", "scalarization": {"accuracy": 0.0}}):
+        with pytest.raises((ValueError, ConfigError)):
+            Spec(**bad)
 
 
 # -- MO-ASHA in a real Tune run ----------------------------------------------------------------
@@ -237,7 +238,8 @@ def test_optuna_pruner_scheduler_in_a_real_tune_run(local_ray, tmp_path):
     from ray import tune
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    scheduler = build_scheduler("median", max_epochs=EPOCHS, weights=WEIGHTS, storage=url, n_startup_trials=1)
+    scheduler = build_scheduler(PrunerSpec(name="median", scalarization=WEIGHTS, n_startup_trials=1),
+                                max_epochs=EPOCHS, storage=url)
     grid = tune.Tuner(
         make_trainable(ARMS, EPOCHS),
         param_space={"arm": tune.grid_search([0, 2]), "condition": "snr20"},  # good, then dominated

@@ -7,7 +7,7 @@ import pytest
 from optuna.trial import TrialState
 
 from orchestrator.objectives import METRICS, MODES
-from orchestrator.search import ParetoOptunaSearch, SpaceFunction
+from orchestrator.tune.search import ParetoOptunaSearch, SpaceFunction
 from orchestrator.spec import SearchSpace
 
 

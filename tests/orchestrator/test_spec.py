@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from orchestrator.cli import main
-from orchestrator.search import build_sampler
+from orchestrator.tune.search import build_sampler
 from orchestrator.spec import Choices, FloatRange, Fixed, IntRange, build_spec, load_spec
-from orchestrator.yamlio import parse_override
+from orchestrator.spec.yamlio import parse_override
 from search_spaces import load_preset, merge
 from trainables.config import ConfigError
 

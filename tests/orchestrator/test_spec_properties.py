@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.cli import main
-from orchestrator.conditions import condition_grid
+from orchestrator.spec import condition_grid
 from orchestrator.spec import StudySpec, build_spec
-from orchestrator.yamlio import load_mapping
+from orchestrator.spec.yamlio import load_mapping
 from trainables.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
 from orchestrator.spec import load_spec
-from orchestrator.study import run_study
+from orchestrator.study.runner import run_study
 
 pytestmark = pytest.mark.slow
 

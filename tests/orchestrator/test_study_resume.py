@@ -21,7 +21,7 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from orchestrator.spec import load_spec
-from orchestrator.study_folder import StudyFolder
+from orchestrator.study.folder import StudyFolder
 
 pytestmark = pytest.mark.slow
 SEMTUNE = [sys.executable, "-m", "orchestrator.cli"]

@@ -59,18 +59,19 @@ def per_class_rows(labels: np.ndarray, counts: tuple[int | None, ...], seed: int
     return tuple(np.sort(np.concatenate(p)) for p in picked)
 
 
-def _dirs(cfg: DataConfig) -> list[Path]:
+def dirs_of(cfg: DataConfig) -> list[Path]:
+    """Where split files are looked for, in order: ``search_dirs``, then ``root``."""
     return [Path(d).expanduser() for d in (*cfg.search_dirs, cfg.root)]
 
 
 def _read(cfg: DataConfig, split: str, pick) -> tuple[torch.Tensor, torch.Tensor]:
-    found = find_split_file(split, _dirs(cfg), cfg.source)
+    found = find_split_file(split, dirs_of(cfg), cfg.source)
     if found is not None:
         kind, path = found
         return (read_npz if kind == "npz" else read_parquet)(path, pick)
     if cfg.source in ("auto", "torchvision"):
         return read_torchvision(Path(cfg.root).expanduser(), train=split == "train", pick=pick)
-    raise FileNotFoundError(f"no {split}.{cfg.source} in {[str(d) for d in _dirs(cfg)]}")
+    raise FileNotFoundError(f"no {split}.{cfg.source} in {[str(d) for d in dirs_of(cfg)]}")
 
 
 def load_splits(cfg: DataConfig, seed: int, with_test: bool) -> Splits:

@@ -87,3 +87,22 @@ def prepare_downstream(cfg: ClassifierConfig, data: DataConfig, train: ImageSet,
             tmp.replace(target)
     model.net.load_state_dict(torch.load(target, map_location=rt.device, weights_only=True))
     return model.eval()
+
+
+def prepare_stage0(cfg) -> str:
+    """Stage 0 ahead of the trials (a study's preflight): the checkpoint found or downloaded, and the
+    fine-tuned classifier computed into the cache that every trial with this config then reads.
+
+    Takes a :class:`~trainables.config.TrialConfig`; returns what was prepared, in words.
+    """
+    from trainables.data import load_splits
+    from trainables.training.device import pick_runtime
+
+    checkpoint = resolve_checkpoint(cfg.classifier)
+    source = str(checkpoint) if checkpoint else "random initialisation"
+    if cfg.classifier.finetune_epochs == 0:
+        return f"{cfg.classifier.arch} from {source}"
+    rt = pick_runtime(cfg.device, cfg.threads)
+    train = load_splits(cfg.data, cfg.seed, with_test=False).train.to(rt.device)
+    prepare_downstream(cfg.classifier, cfg.data, train, cfg.seed, rt)
+    return f"{cfg.classifier.arch} from {source}, fine-tuned {cfg.classifier.finetune_epochs} epochs (cached)"

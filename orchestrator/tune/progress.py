@@ -9,11 +9,11 @@ from collections import defaultdict
 
 from ray.tune import Callback
 
-from orchestrator.callbacks import trial_outcome
 from orchestrator.objectives import METRICS
+from orchestrator.outcomes import BUDGET_KEY, COMPLETED, FAILED, FINISHED, RUNNING, result_epoch, trial_outcome
 from orchestrator.pareto import nondominated_mask
 
-STATES = ("running", "completed", "pruned", "failed")
+STATES = (RUNNING, *FINISHED)
 
 
 class StudyProgress:
@@ -27,7 +27,7 @@ class StudyProgress:
 
     def update(self, trial_id: str, condition: str, state: str, result: dict | None = None) -> None:
         self.state[trial_id] = (condition, state)
-        if state == "completed" and result:
+        if state == COMPLETED and result:
             values = tuple(float(result.get(m, math.nan)) for m in METRICS)
             if all(math.isfinite(v) for v in values):
                 self.points[trial_id] = (condition, values)
@@ -43,28 +43,40 @@ class StudyProgress:
         pts = [v for cond, v in self.points.values() if cond == condition]
         return int(nondominated_mask(pts).sum()) if pts else 0
 
+    def started(self) -> int:
+        return len(self.state)
+
     def table(self) -> list[str]:
         width = max([len("condition")] + [len(c) for c in self.conditions])
         head = f"{'condition':<{width}}  {'done':>7}  " + "  ".join(f"{s:>9}" for s in STATES) + "  front"
         lines = [head]
         for cond in self.conditions:
             c = self.counts(cond)
-            done = c["completed"] + c["pruned"] + c["failed"]
+            done = sum(c[s] for s in FINISHED)
             lines.append(f"{cond:<{width}}  {done:>3}/{self.per_condition:<3}  "
                          + "  ".join(f"{c[s]:>9}" for s in STATES) + f"  {self.front_size(cond):>5}")
         return lines
 
 
 class ProgressView(Callback):
-    """Redraws the table in place on a terminal; prints it every ``interval_s`` otherwise."""
+    """Redraws the table in place on a terminal; prints it every ``interval_s`` otherwise.
 
-    def __init__(self, conditions: list[str], per_condition: int, interval_s: float = 15.0, stream=None):
+    Under the table: the elapsed time and an estimate of the time left, from the epochs finished
+    since this start. The estimate assumes no further pruning, so it is an upper bound.
+    """
+
+    def __init__(self, conditions: list[str], per_condition: int, epochs_per_trial: int = 0,
+                 interval_s: float = 15.0, stream=None):
         self.progress = StudyProgress(conditions, per_condition)
+        self.epochs_per_trial = epochs_per_trial
         self.interval_s = interval_s
         self.stream = stream
         self._drawn = 0
         self._last = 0.0
         self._dirty = True
+        self._start = time.monotonic()
+        self._epochs_now = 0  # epochs finished since this start (the rate of the estimate)
+        self._epoch_of: dict[str, tuple[int, int]] = {}  # running trial id -> (epoch, epochs_total)
 
     def _out(self):
         return self.stream or sys.stderr
@@ -74,14 +86,23 @@ class ProgressView(Callback):
         self._dirty = True
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._mark(trial, "running")
+        self._mark(trial, RUNNING)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        epoch, total = result_epoch(result), result.get(BUDGET_KEY)
+        if epoch is not None and total is not None:
+            before = self._epoch_of.get(trial.trial_id, (0, 0))[0]
+            self._epochs_now += max(0, epoch - before)
+            self._epoch_of[trial.trial_id] = (epoch, int(total))
+            self._dirty = True
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        state, _ = trial_outcome(trial.last_result, errored=False)
-        self._mark(trial, state, trial.last_result)
+        self._epoch_of.pop(trial.trial_id, None)
+        self._mark(trial, trial_outcome(trial.last_result, errored=False).status, trial.last_result)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._mark(trial, "failed")
+        self._epoch_of.pop(trial.trial_id, None)
+        self._mark(trial, FAILED)
 
     def on_step_end(self, iteration, trials, **info):
         self.draw()
@@ -95,7 +116,7 @@ class ProgressView(Callback):
         now = time.monotonic()
         if not force and (not self._dirty or (not tty and now - self._last < self.interval_s)):
             return
-        lines = self.progress.table()
+        lines = self.progress.table() + [self.timing()]
         if tty and self._drawn:
             out.write(f"\x1b[{self._drawn}F\x1b[J")  # back to the table's first line, clear below
         out.write("\n".join(lines) + "\n")
@@ -103,8 +124,26 @@ class ProgressView(Callback):
         self._drawn = len(lines) if tty else 0
         self._last, self._dirty = now, False
 
+    def timing(self) -> str:
+        elapsed = time.monotonic() - self._start
+        line = f"elapsed {_clock(elapsed)}"
+        if self._epochs_now and self.epochs_per_trial:
+            p = self.progress
+            unstarted = max(0, p.per_condition * len(p.conditions) - p.started())
+            running = [tid for tid, (_, state) in p.state.items() if state == RUNNING]
+            left = unstarted * self.epochs_per_trial + sum(
+                t - e for e, t in (self._epoch_of.get(tid, (0, self.epochs_per_trial)) for tid in running))
+            line += f", {self._epochs_now} epochs done, at most {_clock(left * elapsed / self._epochs_now)} left"
+        return line
+
     def get_state(self):
         return {"state": self.progress.state, "points": self.progress.points}
 
     def set_state(self, state):
         self.progress.state, self.progress.points = state["state"], state["points"]
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -1,4 +1,4 @@
-"""MLflow bookkeeping: the study's parent run and one nested child run per Tune trial.
+"""MLflow runs of a study: the parent run, and one nested child run per Tune trial.
 
 Everything goes through ``MlflowClient`` with explicit run ids (no fluent, process-global
 active run), so the same code runs in the driver and inside Ray workers, over ``sqlite:`` or
@@ -12,20 +12,19 @@ import math
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
+from urllib.parse import urlparse
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.tracking import MlflowClient
 
-TAG_KIND = "semtune.kind"
-TAG_TRIAL = "semtune.trial_id"
-TAG_STATUS = "semtune.status"
-TAG_CONDITION = "semtune.condition"
-TAG_METHOD = "semtune.method"
-TAG_PRUNED_AT = "semtune.pruned_at_epoch"
-TAG_REASON = "semtune.failure_reason"
-TAG_TRIAL_DIR = "semtune.trial_dir"  # Tune's folder of the trial (checkpoint_*/ inside)
-TAG_PARENT = "mlflow.parentRunId"
+from orchestrator.outcomes import FAILED, RUNNING, Outcome
+from orchestrator.tracking.tags import (
+    FAILURE_TRACEBACK, KIND_TRIAL, TAG_CONDITION, TAG_KIND, TAG_METHOD, TAG_PARENT, TAG_PRUNED_AT, TAG_REASON,
+    TAG_STATUS, TAG_TRIAL, TAG_TRIAL_DIR,
+)
+
 MAX_TAG = 4900  # MLflow limits tag values to 5000 characters (8000 on newer stores)
+MAX_PARAM = 6000
 
 
 @dataclass(frozen=True)
@@ -71,12 +70,17 @@ def find_trial_run(client: MlflowClient, study: StudyRun, trial_id: str):
     return found[0] if found else None
 
 
-def _params(values: Mapping[str, Any]) -> list[Param]:
-    return [Param(k, "" if v is None else str(v)[:6000]) for k, v in values.items()]
+def as_params(values: Mapping[str, Any]) -> list[Param]:
+    return [Param(k, "" if v is None else str(v)[:MAX_PARAM]) for k, v in values.items()]
 
 
-def _tags(values: Mapping[str, Any]) -> list[RunTag]:
+def as_tags(values: Mapping[str, Any]) -> list[RunTag]:
     return [RunTag(k, str(v)[:MAX_TAG]) for k, v in values.items() if v is not None]
+
+
+def trial_tags(trial_id: str, condition: str | None, method: str | None) -> dict[str, str]:
+    """The tags that make a run a trial run of a study (its parent tag is added by the caller)."""
+    return {TAG_TRIAL: trial_id, TAG_KIND: KIND_TRIAL, TAG_CONDITION: condition, TAG_METHOD: method}
 
 
 class TrialRun:
@@ -88,20 +92,19 @@ class TrialRun:
         self.last_step = last_step
 
     @classmethod
-    def open(cls, study: StudyRun, trial_id: str, run_name: str, params: Mapping[str, Any],
-             tags: Mapping[str, Any]) -> "TrialRun":
+    def open(cls, study: StudyRun, trial_id: str, run_name: str, condition: str, method: str,
+             params: Mapping[str, Any]) -> "TrialRun":
         client = study.client()
         run = find_trial_run(client, study, trial_id)
         if run is None:
             run = client.create_run(study.experiment_id, run_name=run_name, tags={
-                TAG_PARENT: study.parent_run_id, TAG_TRIAL: trial_id, TAG_KIND: "trial", TAG_STATUS: "running",
-            })
-            client.log_batch(run.info.run_id, params=_params(params), tags=_tags(tags))
+                TAG_PARENT: study.parent_run_id, TAG_STATUS: RUNNING, **trial_tags(trial_id, condition, method)})
+            client.log_batch(run.info.run_id, params=as_params(params))
             last = 0
         else:
             if run.info.status != "RUNNING":
                 client.update_run(run.info.run_id, status="RUNNING")
-            client.set_tag(run.info.run_id, TAG_STATUS, "running")
+            client.set_tag(run.info.run_id, TAG_STATUS, RUNNING)
             history = client.get_metric_history(run.info.run_id, "epoch")
             last = int(max((m.step for m in history), default=0))
         return cls(client, run.info.run_id, last)
@@ -118,16 +121,49 @@ class TrialRun:
         self.last_step = step
 
     def set_tags(self, **tags: Any) -> None:
-        self.client.log_batch(self.run_id, tags=_tags(tags))
+        self.client.log_batch(self.run_id, tags=as_tags(tags))
+
+    def fail(self, reason: str, traceback_text: str) -> None:
+        """The worker's own account of a failure: the reason as a tag, the traceback as an artifact."""
+        self.client.log_text(self.run_id, traceback_text, FAILURE_TRACEBACK)
+        finish_run(self.client, self.run_id, Outcome(FAILED, reason=reason))
 
 
-def finish_run(client: MlflowClient, run_id: str, status: str, tags: Mapping[str, Any] | None = None) -> None:
-    """Set the final semtune status tags and end the run (idempotent)."""
-    if tags:
-        client.log_batch(run_id, tags=_tags(tags))
-    run_status = "FAILED" if status == "failed" else "FINISHED"
-    if client.get_run(run_id).info.status in ("RUNNING", "SCHEDULED") or status == "failed":
+def outcome_tags(outcome: Outcome) -> dict[str, Any]:
+    return {TAG_STATUS: outcome.status, TAG_PRUNED_AT: outcome.pruned_at_epoch, TAG_REASON: outcome.reason}
+
+
+def finish_run(client: MlflowClient, run_id: str, outcome: Outcome, trial_dir: str | None = None,
+               keep_reason: bool = False) -> None:
+    """Set the run's semtune status (and reason, pruning epoch, trial folder) and end it (idempotent).
+
+    ``keep_reason``: a reason already on the run (the worker's own, the most precise) is kept.
+    """
+    tags = {**outcome_tags(outcome), TAG_TRIAL_DIR: trial_dir}
+    if keep_reason:
+        tags.pop(TAG_REASON)
+    client.log_batch(run_id, tags=as_tags(tags))
+    run_status = "FAILED" if outcome.status == FAILED else "FINISHED"
+    if client.get_run(run_id).info.status in ("RUNNING", "SCHEDULED") or outcome.status == FAILED:
         client.set_terminated(run_id, status=run_status)
+
+
+# MLflow 3's UI opens every experiment on its GenAI overview unless the page asks for the
+# "machine_learning" workflow; the experiment's kind tag alone does not switch it (checked in Chromium).
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def experiment_url(tracking_uri: str, experiment_id: str) -> str:
+    """The experiment's table of runs in the MLflow UI (only an http(s) store has a UI of its own)."""
+    base = tracking_uri.rstrip("/") if urlparse(tracking_uri).scheme in ("http", "https") else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}/runs?{TRAINING_VIEW}"
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in the MLflow UI; only an http(s) store has one."""
+    if urlparse(tracking_uri).scheme not in ("http", "https"):
+        return ""
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
 
 
 def flatten(prefix: str, doc: Any) -> Iterable[tuple[str, Any]]:
@@ -137,6 +173,3 @@ def flatten(prefix: str, doc: Any) -> Iterable[tuple[str, Any]]:
             yield from flatten(f"{prefix}.{k}" if prefix else str(k), v)
     else:
         yield prefix, doc
-
-
-__all__ = ["RunStatus", "StudyRun", "TrialRun", "child_runs", "finish_run", "flatten", "get_or_create_experiment"]

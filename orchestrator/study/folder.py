@@ -8,6 +8,7 @@
         tune/                  Ray Tune's experiment (trials, checkpoints, searcher state)
         scheduler_state.json   the pruning scheduler's rungs (Tune does not checkpoint schedulers)
         classifiers/           the stage-0 classifier cache shared by the trials on this node
+        semtune.log            what the libraries logged (trial tracebacks too); the terminal stays quiet
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.spec import StudySpec
+from orchestrator.spec.study import StudySpec
 
 
 @dataclass
@@ -86,6 +87,11 @@ class StudyFolder:
     @property
     def classifier_cache(self) -> Path:
         return self.path / "classifiers"
+
+    @property
+    def log_file(self) -> Path:
+        """Everything Ray, Tune, MLflow and Optuna logged during the study, trial tracebacks included."""
+        return self.path / "semtune.log"
 
     # -- state ---------------------------------------------------------------------------------
     def exists(self) -> bool:

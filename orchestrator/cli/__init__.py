@@ -1,7 +1,9 @@
-"""The ``semtune`` command line.
+"""The ``semtune`` command line: every command is declared here, and each runs from its own module.
 
-Expected failures (a bad study or config file, a missing path) print ``error: <field>: <reason>``
-lines and exit with code 2, never a traceback; anything else is a bug and keeps its traceback.
+Expected failures (a bad study or config file, a missing path, a failed preflight) print
+``error: <field>: <reason>`` lines and exit with code 2, never a traceback; anything else is a bug
+and keeps its traceback. A study that ends without a front in every condition exits with 1, an
+interrupted one with 130.
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("resume", help="resume an interrupted study from its folder")
     s.add_argument("study_dir", help="the study folder (<storage_path>/<name>)")
+    for cmd in (r, s):
+        cmd.add_argument("--verbose", "-v", action="store_true",
+                         help="show Ray's, Tune's, MLflow's and Optuna's own output (always in <study>/semtune.log)")
 
-    from orchestrator.report_command import add_report_parser
+    from orchestrator.cli.report import add_report_parser
 
     add_report_parser(sub)
     return p
@@ -44,14 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "trial":
-            from orchestrator.trial_command import run_trial_command
+            from orchestrator.cli.trial import run_trial_command
 
             return run_trial_command(args.config, args.overrides, args.out, args.resume)
         if args.command == "validate":
             from orchestrator.spec import load_spec
 
             spec = load_spec(args.study)
-            from orchestrator.conditions import condition_grid
+            from orchestrator.spec import condition_grid
 
             n = len(condition_grid(spec))
             print(f"ok: study {spec.name!r}: {n} conditions x {spec.budget.trials_per_condition} trials, "
@@ -59,13 +64,20 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command in ("run", "resume"):
             from orchestrator.spec import load_spec
-            from orchestrator.study import resume_study, run_study, summary_lines
+            from orchestrator.study.outcome import summary_lines, verdict_line
+            from orchestrator.study.runner import resume_study, run_study
 
-            outcome = run_study(load_spec(args.study)) if args.command == "run" else resume_study(args.study_dir)
+            if args.command == "run":
+                outcome = run_study(load_spec(args.study), verbose=args.verbose)
+            else:
+                outcome = resume_study(args.study_dir, verbose=args.verbose)
             print("\n".join(summary_lines(outcome)))
-            return 130 if outcome.interrupted else 0
+            verdict = verdict_line(outcome)
+            if verdict:
+                print(verdict, file=sys.stderr)
+            return outcome.exit_code
         if args.command == "report":
-            from orchestrator.report_command import run_report_command
+            from orchestrator.cli.report import run_report_command
 
             return run_report_command(args)
     except ConfigError as err:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import numbers
 import os
 import tempfile
 from typing import Mapping, Sequence
@@ -38,12 +37,12 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from orchestrator.objectives import METRICS
+from orchestrator.outcomes import reached_budget, result_epoch
 from orchestrator.pareto import pareto_ranks
+from orchestrator.tune.schedulers.args import check_arg, is_int, is_number
 
 logger = logging.getLogger(__name__)
 
-EPOCH_KEY = "epoch"
-BUDGET_KEY = "epochs_total"
 _STATE_VERSION = 1
 
 
@@ -105,20 +104,6 @@ def group_of(trial: Trial, group_key: str | None) -> str:
     return "default" if value is None else str(value)
 
 
-def reached_budget(result: Mapping, epoch: int) -> bool:
-    """Whether this result is the trial's last epoch (such a trial is never stopped)."""
-    total = result.get(BUDGET_KEY)
-    return total is not None and epoch >= total
-
-
-def result_epoch(result: Mapping) -> int | None:
-    epoch = result.get(EPOCH_KEY)
-    try:
-        return int(epoch) if epoch is not None and float(epoch).is_integer() else None
-    except (TypeError, ValueError):
-        return None
-
-
 def write_json_atomic(path: str, payload) -> None:
     """Write JSON next to ``path`` then ``os.replace`` it: a crash leaves the old or the new file."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -131,20 +116,6 @@ def write_json_atomic(path: str, payload) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check(ok: bool, name: str, value, allowed: str) -> None:
-    """Optuna-style argument errors: the parameter, its value and what it may be."""
-    if not ok:
-        raise ValueError(f"The value of `{name}` is {value!r}, but must be {allowed}.")
 
 
 class ParetoSuccessiveHalving(FIFOScheduler):
@@ -172,16 +143,16 @@ class ParetoSuccessiveHalving(FIFOScheduler):
         state_path: str | os.PathLike | None = None,
     ):
         super().__init__()
-        _check(_is_int(grace_epochs) and grace_epochs >= 1, "grace_epochs", grace_epochs, "an integer >= 1")
-        _check(_is_number(reduction_factor) and reduction_factor > 1, "reduction_factor", reduction_factor,
+        check_arg(is_int(grace_epochs) and grace_epochs >= 1, "grace_epochs", grace_epochs, "an integer >= 1")
+        check_arg(is_number(reduction_factor) and reduction_factor > 1, "reduction_factor", reduction_factor,
                "a finite number > 1")  # fmt: skip
-        _check(_is_int(max_epochs) and max_epochs >= grace_epochs, "max_epochs", max_epochs,
+        check_arg(is_int(max_epochs) and max_epochs >= grace_epochs, "max_epochs", max_epochs,
                f"an integer >= grace_epochs ({grace_epochs})")  # fmt: skip
         metrics = tuple(METRICS if metrics is None else metrics)
         distinct = len(set(metrics)) == len(metrics) and all(isinstance(m, str) for m in metrics)
-        _check(bool(metrics) and distinct, "metrics", metrics, "non-empty distinct strings")
+        check_arg(bool(metrics) and distinct, "metrics", metrics, "non-empty distinct strings")
         modes = tuple(["max"] * len(metrics) if modes is None else modes)
-        _check(len(modes) == len(metrics) and all(m in ("max", "min") for m in modes), "modes", modes,
+        check_arg(len(modes) == len(metrics) and all(m in ("max", "min") for m in modes), "modes", modes,
                f"one 'max' or 'min' per metric {metrics}")  # fmt: skip
         self._levels = rung_levels(grace_epochs, float(reduction_factor), max_epochs)
         self._eta = float(reduction_factor)
@@ -216,7 +187,7 @@ class ParetoSuccessiveHalving(FIFOScheduler):
         epoch = result_epoch(result)
         if epoch is None:
             return TrialScheduler.CONTINUE
-        tid, finished = trial.trial_id, reached_budget(result, epoch)
+        tid, finished = trial.trial_id, reached_budget(result)
         if tid in self._stopped and epoch >= self._stopped[tid] and not finished:
             return TrialScheduler.STOP  # a decision stands, e.g. for a trial resumed after a restore
         if epoch not in self._levels:

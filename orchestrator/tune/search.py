@@ -24,9 +24,9 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 import search_spaces
-from orchestrator.conditions import Condition
 from orchestrator.objectives import METRICS, MODES
-from orchestrator.spec import Choices, FloatRange, IntRange, SamplerSpec, SearchSpace
+from orchestrator.outcomes import objective_values, reached_budget, result_epoch
+from orchestrator.spec import Choices, Condition, FloatRange, IntRange, SamplerSpec, SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +107,6 @@ def build_sampler(spec: SamplerSpec, seed: int, space: SearchSpace, methods: lis
 # -- one condition's searcher ---------------------------------------------------------------------
 
 
-def reached_budget(result: dict | None) -> bool:
-    return bool(result) and result.get("epoch", 0) >= result.get("epochs_total", math.inf)
-
-
 MAX_RESAMPLES = 20  # asks per Tune trial before a repeated configuration is accepted (a tiny space)
 
 
@@ -155,18 +151,17 @@ class ParetoOptunaSearch(OptunaSearch):
             # searcher does not remember it, the storage does, and Optuna's verdict stands.
             self._completed_trials.add(trial_id)
             return
-        values = [result.get(m) for m in self.metric] if result else None
-        finite = values is not None and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
-        if error or (result and not finite and reached_budget(result)):
+        values = objective_values(result)
+        if error or (result and values is None and reached_budget(result)):
             state, values = TrialState.FAIL, None
         elif not reached_budget(result):
             state, values = TrialState.PRUNED, None
-            if result and result.get("epoch") is not None:
-                ot_trial.set_user_attr("pruned_at_epoch", int(result["epoch"]))
+            if result_epoch(result) is not None:
+                ot_trial.set_user_attr("pruned_at_epoch", result_epoch(result))
         else:
             state = TrialState.COMPLETE
         ot_trial.set_user_attr("tune_trial_id", trial_id)
-        self._ot_study.tell(ot_trial, values, state=state)
+        self._ot_study.tell(ot_trial, list(values) if values else None, state=state)
         self._completed_trials.add(trial_id)
 
     def close_orphans(self) -> int:

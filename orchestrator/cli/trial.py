@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from trainables.config import ConfigError, TrialConfig, build_trial_config, resolve_paths, set_dotted
-from orchestrator.yamlio import load_mapping, parse_override
+from orchestrator.spec.yamlio import load_mapping, parse_override
 
 
 def load_trial_config(path: str, overrides: list[str]) -> TrialConfig:

@@ -8,6 +8,7 @@ logged on the parent run last so that MLflow holds the same report as the folder
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from trainables.config import ConfigError
@@ -63,8 +64,8 @@ def summary_lines(ranked, reference, picked=None) -> list[str]:
 
 def run_report_command(args) -> int:
     from orchestrator.reporting import conform, pick, rank_trials, write_report
-    from orchestrator.reporting.collect import collect, locate_study
-    from orchestrator.reporting.publish import load_member, log_front_models, log_report_artifacts, tag_ranks
+    from orchestrator.tracking.collect import collect, locate_study
+    from orchestrator.tracking.publish import load_member, log_front_models, log_report_artifacts, tag_ranks
 
     _check_args(args)
     source = locate_study(args.study, args.tracking_uri)
@@ -105,4 +106,22 @@ def run_report_command(args) -> int:
         print(f"  {note}")
     print(f"files: {out.resolve()} (report.md, report.html, trials/fronts .parquet/.csv, figures/)")
     print(f"MLflow: {len(logged)} files under {source.parent_run_id}/report/")
+    verdict = no_front_line(ranked, study.meta.study_name)
+    if verdict:
+        print(verdict, file=sys.stderr)
+        return 1
     return 0
+
+
+def no_front_line(ranked, study_name: str) -> str | None:
+    """The one ``error:`` line of a report with no completed trial (the tables are still written)."""
+    from orchestrator.outcomes import COMPLETED
+
+    if (ranked["status"] == COMPLETED).any():
+        return None
+    counts = ranked["status"].value_counts()
+    states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    reasons = ranked["failure_reason"].dropna()
+    why = f"; most common failure: {reasons.value_counts().index[0]}" if len(reasons) else ""
+    return (f"error: STUDY: no trial of study {study_name!r} completed, so no condition has a front "
+            f"({len(ranked)} trials: {states or 'none'}{why})")

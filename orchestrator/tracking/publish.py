@@ -27,13 +27,9 @@ from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 from torch import nn
 
-from orchestrator.tracking import TAG_TRIAL_DIR
+from orchestrator.tracking.tags import TAG_CONDITION, TAG_FRONT, TAG_MODEL, TAG_MODEL_URI, TAG_RANK, TAG_TRIAL, TAG_TRIAL_DIR
 
 MODEL_NAME = "semantic_link"
-TAG_RANK = "semtune.pareto_rank"
-TAG_FRONT = "semtune.front_member"
-TAG_MODEL = "semtune.model_logged"
-TAG_MODEL_URI = "semtune.model_uri"
 REPORT_ARTIFACTS = "report"
 
 
@@ -158,7 +154,7 @@ def log_front_models(source, ranked: pd.DataFrame, run_tags: dict[str, dict[str,
         logged = client.create_logged_model(  # explicit experiment: log_model alone would use the default one
             source.experiment_id, name=MODEL_NAME, source_run_id=run_id,
             params={k: str(row[k]) for k in ("condition", "method", "snr_db", "kn_achieved", "alpha1", "tau")},
-            tags={"semtune.trial_id": str(row["trial_id"]), "semtune.condition": str(row["condition"])},
+            tags={TAG_TRIAL: str(row["trial_id"]), TAG_CONDITION: str(row["condition"])},
         )
         try:
             with _tracking_uri(source.tracking_uri):

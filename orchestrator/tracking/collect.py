@@ -11,20 +11,21 @@ import ast
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from orchestrator.conditions import Condition
-from orchestrator.study_folder import StudyFolder
-from orchestrator.tracking import (
-    TAG_CONDITION, TAG_KIND, TAG_METHOD, TAG_PRUNED_AT, TAG_REASON, TAG_STATUS, TAG_TRIAL, StudyRun, child_runs,
+from orchestrator.outcomes import BUDGET_KEY, EPOCH_KEY, FAILED, INTERRUPTED, RUNNING, STATUSES
+from orchestrator.reporting.schema import COLUMN_NAMES, DEFAULT_REFERENCE, ReportMeta, conform
+from orchestrator.spec import Condition
+from orchestrator.study.folder import StudyFolder
+from orchestrator.tracking.runs import StudyRun, child_runs, run_url
+from orchestrator.tracking.tags import (
+    KIND_STUDY, TAG_CONDITION, TAG_KIND, TAG_METHOD, TAG_PRUNED_AT, TAG_REASON, TAG_SPEC_HASH, TAG_STATUS,
+    TAG_STUDY_FOLDER, TAG_TRIAL, TAG_VERSION,
 )
 from trainables.config import ConfigError
-
-from .schema import COLUMN_NAMES, DEFAULT_REFERENCE, STATUSES, ReportMeta, conform
 
 _FLOAT_PARAMS = ("snr_db", "kn_requested", "kn_achieved", "alpha1", "alpha2", "tau")
 
@@ -91,21 +92,14 @@ def locate_study(study: str, tracking_uri: str | None = None) -> StudySource:
     experiment = client.get_experiment_by_name(study)
     if experiment is None or experiment.lifecycle_stage == "deleted":
         raise _problem(f"no MLflow experiment named {study!r} at {uri}")
-    parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'study'",
+    parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{TAG_KIND}` = '{KIND_STUDY}'",
                                  order_by=["attributes.start_time DESC"], max_results=1)
     if not parents:
-        raise _problem(f"experiment {study!r} at {uri} has no semtune study run (tag {TAG_KIND}=study)")
+        raise _problem(f"experiment {study!r} at {uri} has no semtune study run (tag {TAG_KIND}={KIND_STUDY})")
     parent = parents[0]
-    folder = parent.data.tags.get("semtune.study_folder")
+    folder = parent.data.tags.get(TAG_STUDY_FOLDER)
     return StudySource(uri, experiment.experiment_id, study, parent.info.run_id,
                        Path(folder) if folder and StudyFolder(Path(folder)).exists() else None)
-
-
-def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    """The run's page in the MLflow UI; only an http(s) store has one."""
-    if urlparse(tracking_uri).scheme not in ("http", "https"):
-        return ""
-    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def last_epoch_metrics(run) -> dict[str, float]:
@@ -156,10 +150,10 @@ def trial_row(run, tracking_uri: str, experiment_id: str, fallbacks) -> dict:
     condition = tags.get(TAG_CONDITION) or params.get("condition")
     method = tags.get(TAG_METHOD) or params.get("method")
     status = tags.get(TAG_STATUS)
-    if status == "interrupted":  # stopped with its study; `semtune resume` continues it
-        status = "running"
+    if status == INTERRUPTED:  # stopped with its study; `semtune resume` continues it
+        status = RUNNING
     elif status not in STATUSES:  # e.g. a run closed by hand: fall back on MLflow's own status
-        status = "failed" if run.info.status in ("FAILED", "KILLED") else "running"
+        status = FAILED if run.info.status in ("FAILED", "KILLED") else RUNNING
     row = {k: _number(params.get(k)) for k in _FLOAT_PARAMS}
     snr, kn = conditions.get(condition, (None, None))
     row.update(
@@ -169,11 +163,11 @@ def trial_row(run, tracking_uri: str, experiment_id: str, fallbacks) -> dict:
         kn_achieved=metrics.get("kn_achieved", row["kn_achieved"]),
         alpha1_choice=params.get("alpha1_choice"), proj_dim=_number(params.get("proj_dim"), int),
         accuracy=metrics.get("accuracy"), psnr=metrics.get("psnr"), ssim=metrics.get("ssim"),
-        epochs_run=int(metrics.get("epoch", 0)),
-        epochs_total=_number(params.get("epochs_total"), int) or budgets.get(method, budgets["*"]),
+        epochs_run=int(metrics.get(EPOCH_KEY, 0)),
+        epochs_total=_number(params.get(BUDGET_KEY), int) or budgets.get(method, budgets["*"]),
         status=status, pruned_at_epoch=_number(tags.get(TAG_PRUNED_AT), int), failure_reason=tags.get(TAG_REASON),
         mlflow_run_id=run.info.run_id, mlflow_run_url=run_url(tracking_uri, experiment_id, run.info.run_id),
-        start_time=_time(run.info.start_time), end_time=None if status == "running" else _time(run.info.end_time),
+        start_time=_time(run.info.start_time), end_time=None if status == RUNNING else _time(run.info.end_time),
         test_accuracy=metrics.get("test_accuracy"), test_psnr=metrics.get("test_psnr"),
     )
     return row
@@ -190,10 +184,10 @@ def collect(source: StudySource) -> CollectedStudy:
     rows = [trial_row(r, source.tracking_uri, source.experiment_id, fallbacks) for r in runs]
     trials = conform(pd.DataFrame(rows, columns=COLUMN_NAMES))
     reference = (_number(p.get("report.reference_accuracy")), _number(p.get("report.reference_psnr")))
-    meta_args = {"semtune_version": parent.data.tags["semtune.version"]} if "semtune.version" in parent.data.tags else {}
+    meta_args = {"semtune_version": parent.data.tags[TAG_VERSION]} if TAG_VERSION in parent.data.tags else {}
     meta = ReportMeta(
         study_name=p.get("name") or source.experiment_name,
-        spec_hash=parent.data.tags.get("semtune.spec_hash", ""),
+        spec_hash=parent.data.tags.get(TAG_SPEC_HASH, ""),
         tracking_uri=source.tracking_uri,
         experiment_id=source.experiment_id,
         reference=reference if None not in reference else DEFAULT_REFERENCE,

@@ -17,12 +17,11 @@ import ray
 from ray import tune
 
 import search_spaces
-from orchestrator.tracking import (
-    TAG_CONDITION, TAG_METHOD, TAG_REASON, TAG_STATUS, StudyRun, TrialRun, finish_run, flatten,
-)
+from orchestrator.outcomes import BUDGET_KEY, COMPLETED, Outcome
+from orchestrator.tracking.runs import StudyRun, TrialRun, finish_run, flatten
+from orchestrator.tracking.tags import TAG_NODE_ID
+from orchestrator.tune.errors import failure_reason
 from trainables.config import TrialConfig, build_trial_config
-
-SEARCHED_KEYS = ("alpha1", "alpha2", "tau", "proj_dim")
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class TrialContext:
 def trial_config(ctx: TrialContext, config: dict[str, Any]) -> TrialConfig:
     """Merge the Tune config (method, condition, searched values) into the method's base document."""
     method = config["method"]
-    loss = {k: config[k] for k in ("alpha1", "alpha2", "tau", "proj_dim") if k in config}
+    loss = {k: config[k] for k in search_spaces.SEARCHABLE if k in config}
     doc = search_spaces.merge(ctx.base_docs[method], {
         "codec": {"kn": config["kn"]}, "channel": {"snr_db": config["snr_db"]}, "loss": loss,
     })
@@ -48,20 +47,18 @@ def trial_config(ctx: TrialContext, config: dict[str, Any]) -> TrialConfig:
 
 
 def run_params(cfg: TrialConfig, config: dict[str, Any]) -> dict[str, Any]:
-    """What a person filters runs by, first; then the whole config, flattened under ``cfg.``."""
-    alpha1_choice = None
-    if cfg.method in ("proposed", "deepsc"):
-        alpha1_choice = "kn" if cfg.loss.alpha1 == "kn" else f"{cfg.alpha1:g}"
+    """What a person filters runs by, first (only the parameters the method uses); then the whole
+    config, flattened under ``cfg.``."""
+    used = search_spaces.METHOD_PARAMETERS[cfg.method]
+    searched = {"alpha1": cfg.alpha1, "alpha2": cfg.loss.alpha2, "tau": cfg.loss.tau, "proj_dim": cfg.loss.proj_dim}
     head = {
         "condition": config["condition"], "method": cfg.method, "snr_db": cfg.channel.snr_db,
         "kn_requested": cfg.codec.kn, "kn_achieved": round(cfg.kn_achieved, 6),
-        "alpha1": cfg.alpha1 if alpha1_choice else None, "alpha1_choice": alpha1_choice,
-        "alpha2": cfg.loss.alpha2 if cfg.method != "deepjscc" else None,
-        "tau": cfg.loss.tau if cfg.method == "proposed" else None,
-        "proj_dim": cfg.loss.proj_dim if cfg.method == "proposed" else None,
-        "epochs_total": cfg.total_epochs,
+        **{name: searched[name] for name in search_spaces.SEARCHABLE if name in used},
+        BUDGET_KEY: cfg.total_epochs,
     }
-    head = {k: v for k, v in head.items() if v is not None}
+    if "alpha1" in used:
+        head["alpha1_choice"] = "kn" if cfg.loss.alpha1 == "kn" else f"{cfg.alpha1:g}"
     return {**head, **dict(flatten("cfg", cfg.model_dump(mode="json")))}
 
 
@@ -87,30 +84,20 @@ class TuneReporter:
         return self._restored
 
 
-def failure_reason(err: BaseException) -> str:
-    """One line for the run's tag: the exception type and message (the traceback goes to an artifact)."""
-    text = " ".join(str(err).split()) or "(no message)"
-    return f"{type(err).__name__}: {text}"[:1000]
-
-
 def semtune_trainable(config: dict[str, Any], context: TrialContext) -> None:
     """The function Tune runs for every trial of a study."""
     from trainables.training import run_trial
 
     trial_id = tune.get_context().get_trial_id()
     cfg = trial_config(context, config)
-    run = TrialRun.open(
-        context.study, trial_id, run_name=f"{config['condition']}/{cfg.method}/{trial_id}",
-        params=run_params(cfg, config),
-        tags={TAG_CONDITION: config["condition"], TAG_METHOD: cfg.method, **context.extra_tags},
-    )
-    run.set_tags(**{"semtune.node_id": ray.get_runtime_context().get_node_id()})  # where this attempt runs
+    run = TrialRun.open(context.study, trial_id, run_name=f"{config['condition']}/{cfg.method}/{trial_id}",
+                        condition=config["condition"], method=cfg.method, params=run_params(cfg, config))
+    run.set_tags(**{TAG_NODE_ID: ray.get_runtime_context().get_node_id()}, **context.extra_tags)  # this attempt
     try:
         run_trial(cfg, TuneReporter(run))
     except Exception as err:
-        run.client.log_text(run.run_id, traceback.format_exc(), "failure_traceback.txt")
-        finish_run(run.client, run.run_id, "failed", {TAG_STATUS: "failed", TAG_REASON: failure_reason(err)})
+        run.fail(failure_reason(err), traceback.format_exc())
         raise
     # The driver decides completed vs. pruned (a stopped trial never gets here); a trial
     # that returns has run its whole budget.
-    finish_run(run.client, run.run_id, "completed", {TAG_STATUS: "completed"})
+    finish_run(run.client, run.run_id, Outcome(COMPLETED))

@@ -2,7 +2,7 @@
 
 Numbers loosely follow the paper's curves (accuracy and PSNR rise with k/n, DeepJSCC collapses
 in accuracy at small k/n, 5 dB costs a few points); nothing here is a result.
-``python -m orchestrator.reporting.synthetic OUT_DIR`` writes the preview report.
+``python tests/report_fixtures.py OUT_DIR`` writes the preview report.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pandas as pd
 
 from trainables.bandwidth import latent_channels
 
-from .schema import ReportMeta, conform
+from orchestrator.reporting.schema import ReportMeta, conform
 
 CONDITIONS = ((20.0, 1 / 48), (20.0, 1 / 12), (20.0, 1 / 2.5), (5.0, 1 / 12))
 # (accuracy at k/n=1/48, at 1/2.5), (PSNR at 1/48, at 1/2.5), SNR 20 dB
@@ -123,9 +123,9 @@ def demo_meta() -> ReportMeta:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m orchestrator.reporting.synthetic OUT_DIR", file=sys.stderr)
+        print("usage: python tests/report_fixtures.py OUT_DIR", file=sys.stderr)
         return 2
-    from .build import write_report
+    from orchestrator.reporting import write_report
 
     for name, path in write_report(synthetic_trials(), demo_meta(), Path(args[0]), pick="accuracy>=0.85").items():
         print(f"{name}: {path}")

@@ -23,7 +23,9 @@ from optuna.trial import FrozenTrial, TrialState
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from orchestrator.schedulers._moasha import _check, _is_number, group_of, reached_budget, result_epoch
+from orchestrator.outcomes import reached_budget, result_epoch
+from orchestrator.tune.schedulers.args import check_arg, is_number
+from orchestrator.tune.schedulers.moasha import group_of
 
 TUNE_TRIAL_ATTR = "tune_trial_id"
 _SUFFIX = "/pruning"
@@ -53,11 +55,11 @@ class OptunaPrunerScheduler(FIFOScheduler):
         seed: int | None = None,
     ):
         super().__init__()
-        _check(isinstance(pruner, optuna.pruners.BasePruner), "pruner", pruner, "an optuna.pruners.BasePruner")
-        _check(storage is None or isinstance(storage, (str, BaseStorage)), "storage", storage,
+        check_arg(isinstance(pruner, optuna.pruners.BasePruner), "pruner", pruner, "an optuna.pruners.BasePruner")
+        check_arg(storage is None or isinstance(storage, (str, BaseStorage)), "storage", storage,
                "None, a storage URL or an optuna storage")  # fmt: skip
         prefix_ok = isinstance(study_prefix, str) and bool(study_prefix)
-        _check(prefix_ok, "study_prefix", study_prefix, "a non-empty string")
+        check_arg(prefix_ok, "study_prefix", study_prefix, "a non-empty string")
         self._weights = _checked_weights(weights)
         self._pruner = pruner
         self._storage_arg = storage
@@ -116,7 +118,7 @@ class OptunaPrunerScheduler(FIFOScheduler):
             return TrialScheduler.CONTINUE
         group = group_of(trial, self._group_key)
         study, frozen = self._shadow_trial(trial, group)
-        finished = reached_budget(result, epoch)
+        finished = reached_budget(result)
         if frozen.state == TrialState.PRUNED:  # e.g. resumed after a restore: the verdict stands
             return TrialScheduler.CONTINUE if finished else TrialScheduler.STOP
         if frozen.state.is_finished():
@@ -229,8 +231,8 @@ class OptunaPrunerScheduler(FIFOScheduler):
 
 
 def _checked_weights(weights) -> dict[str, float]:
-    _check(isinstance(weights, Mapping) and bool(weights), "weights", weights, "a non-empty dict metric -> weight")
-    valid = all(isinstance(m, str) and _is_number(w) for m, w in weights.items())
-    _check(valid, "weights", weights, "metric names mapped to finite weights")
-    _check(any(weights.values()), "weights", weights, "a dict with at least one non-zero weight")
+    check_arg(isinstance(weights, Mapping) and bool(weights), "weights", weights, "a non-empty dict metric -> weight")
+    valid = all(isinstance(m, str) and is_number(w) for m, w in weights.items())
+    check_arg(valid, "weights", weights, "metric names mapped to finite weights")
+    check_arg(any(weights.values()), "weights", weights, "a dict with at least one non-zero weight")
     return {m: float(w) for m, w in weights.items()}

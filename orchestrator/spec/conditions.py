@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from orchestrator.spec import StudySpec
+from orchestrator.spec.study import StudySpec
 
 
 def kn_label(kn: float) -> str:

@@ -1,0 +1,7 @@
+"""``python -m orchestrator.cli`` is ``semtune``."""
+
+import sys
+
+from orchestrator.cli import main
+
+sys.exit(main())

@@ -1,0 +1,112 @@
+"""Loading ``study.yaml``: preset merged in, relative paths pinned, every problem collected in one pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+import search_spaces
+from orchestrator.spec.search_space import FloatRange
+from orchestrator.spec.study import StudySpec, base_trial_doc
+from orchestrator.spec.yamlio import load_mapping
+from trainables.config import ConfigError, DataConfig, build_trial_config, problems_from_validation_error, resolve_paths
+
+
+def _trial_problems(trial_doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """Validate the ``trial`` section by building a TrialConfig from it, with study paths."""
+    try:
+        build_trial_config(trial_doc)
+    except ConfigError as err:
+        renamed = {"data": "dataset", "method": "methods"}
+        out = []
+        for path, reason in err.problems:
+            head, _, rest = path.partition(".")
+            out.append((renamed[head] + (f".{rest}" if rest else "") if head in renamed else f"trial.{path}", reason))
+        return out
+    return []
+
+
+def _image_size(dataset: Any) -> tuple[int, int] | None:
+    """The image size the k/n checks use; ``None`` when it is itself invalid (named at dataset.image_size)."""
+    size = dataset.get("image_size", (32, 32)) if isinstance(dataset, dict) else (32, 32)
+    try:
+        return DataConfig(image_size=size).image_size
+    except ValidationError:
+        return None
+
+
+def _with_preset(doc: dict[str, Any]) -> dict[str, Any]:
+    """The preset under ``doc``; a search-space parameter is replaced whole ({low, high} -> {choices})."""
+    try:
+        preset = search_spaces.load_preset(str(doc["preset"]))
+    except KeyError as err:
+        raise ConfigError([("preset", err.args[0])]) from None
+    rest = {k: v for k, v in doc.items() if k != "preset"}
+    merged = search_spaces.merge(preset, rest)
+    if isinstance(rest.get("search_space"), dict) and isinstance(preset.get("search_space"), dict):
+        merged["search_space"] = {**preset["search_space"], **rest["search_space"]}
+    return merged
+
+
+def _pinned_paths(doc: dict[str, Any], base_dir: Path) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Relative paths made absolute against the study file's folder, and the paths that cannot be."""
+    doc, problems = dict(doc), []
+    for key, inner in (("dataset", "data"), ("trial", None)):  # resolve_paths reads TrialConfig documents
+        if isinstance(doc.get(key), dict):
+            try:
+                pinned = resolve_paths({inner: doc[key]} if inner else doc[key], base_dir)
+                doc[key] = pinned[inner] if inner else pinned
+            except ConfigError as err:
+                problems += [(path.replace("data", key, 1) if inner else f"{key}.{path}", reason)
+                             for path, reason in err.problems]
+    storage = doc.setdefault("storage_path", StudySpec.model_fields["storage_path"].default)  # the default too
+    if isinstance(storage, str) and "://" not in storage:
+        try:
+            doc["storage_path"] = str((base_dir / Path(storage).expanduser()).resolve())
+        except (ValueError, OSError, RuntimeError) as err:  # a NUL byte, ~unknown-user
+            problems.append(("storage_path", f"not a usable path: {err}"))
+    return doc, problems
+
+
+def _grid_problems(spec: StudySpec) -> list[tuple[str, str]]:
+    """The grid sampler needs a finite grid: say so at ``validate``, not when the study starts."""
+    if spec.sampler.name != "grid":
+        return []
+    return [(f"search_space.{name}", "sampler 'grid' needs {choices: [...]}, {value: x} or an integer range, "
+                                     "not a continuous range")
+            for name, p in spec.search_space.defined().items() if isinstance(p, FloatRange)]
+
+
+def build_spec(doc: dict[str, Any], base_dir: Path) -> StudySpec:
+    """Validate a study document (preset merged in, relative paths pinned to ``base_dir``).
+
+    Collects every problem it can find in one pass: paths, the sections' own checks, then the
+    ``trial`` section built into a real TrialConfig for each method.
+    """
+    if not isinstance(doc, dict):
+        raise ConfigError([("<root>", f"expected a mapping of fields, got {type(doc).__name__}")])
+    doc, problems = _pinned_paths(_with_preset(doc) if "preset" in doc else doc, base_dir)
+    spec = None
+    try:
+        spec = StudySpec.model_validate(doc, context={"image_size": _image_size(doc.get("dataset"))})
+        problems += _grid_problems(spec)
+    except ValidationError as err:
+        problems += problems_from_validation_error(err)
+    trial = doc.get("trial", {})
+    if isinstance(trial, dict) and not any(p[0].startswith("trial") for p in problems):
+        methods = spec.methods if spec else ["proposed"]
+        for method in methods:
+            base = base_trial_doc(spec, method) if spec else search_spaces.merge(
+                trial, {"stage1": {"epochs": 1, "lr": 0.01}, "stage2": {"epochs": 1, "lr": 1e-4}})
+            problems += [p for p in _trial_problems(base) if p not in problems]
+    if problems:
+        raise ConfigError(problems)
+    return spec
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    p = Path(path)
+    return build_spec(load_mapping(p), p.resolve().parent)
+

@@ -1,0 +1,118 @@
+"""The plain sections of ``study.yaml``: conditions, sampler, pruner, budget, resources, report."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+
+from orchestrator.objectives import METRICS
+from orchestrator.spec.base import Section
+from trainables.bandwidth import latent_channels
+
+
+def _fraction(v: Any) -> Any:
+    """Accept ``1/12`` style strings for ratios (YAML reads them as text)."""
+    if isinstance(v, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*/\s*\d+(\.\d+)?\s*", v):
+        num, den = (float(x) for x in v.split("/"))
+        if den == 0:
+            raise ValueError(f"division by zero in {v!r}")
+        return num / den
+    return v
+
+
+def _reachable_kn(v: float, info: ValidationInfo) -> float:
+    """k/n in (0, 1] and reachable with whole latent channels for the study's image size."""
+    if not 0 < v <= 1:
+        raise ValueError(f"k/n must be in (0, 1] (got {v:g})")
+    size = (info.context or {}).get("image_size", (32, 32))
+    if size is not None:  # None: an invalid image size, named once at dataset.image_size
+        latent_channels(v, *size)  # raises ValueError with the reason
+    return v
+
+
+KnRatio = Annotated[float, BeforeValidator(_fraction), AfterValidator(_reachable_kn)]
+
+
+class Conditions(Section):
+    """The channel-condition grid: every SNR × every k/n gets its own Optuna study."""
+
+    snr_db: list[float] = Field(min_length=1)
+    kn: list[KnRatio] = Field(min_length=1)
+
+    @field_validator("snr_db", "kn")
+    @classmethod
+    def _distinct(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError("values must be distinct")
+        return v
+
+
+SAMPLER_NAMES = ("nsga2", "tpe", "gp", "random", "grid")
+
+
+class SamplerSpec(Section):
+    name: Literal[SAMPLER_NAMES] = "nsga2"
+    population_size: int | None = Field(None, ge=2, description="NSGA-II population")
+    n_startup_trials: int | None = Field(None, ge=0, description="TPE/GP random start-up trials")
+
+
+OPTUNA_PRUNERS = ("successive_halving", "hyperband", "median", "wilcoxon")  # rank a declared scalarisation
+PRUNER_NAMES = ("moasha", *OPTUNA_PRUNERS, "none")
+
+
+class PrunerSpec(Section):
+    """``moasha`` (Pareto-aware, default) or an Optuna pruner on the declared ``scalarization``."""
+
+    name: Literal[PRUNER_NAMES] = "moasha"
+    grace_epochs: int = Field(1, ge=1)
+    reduction_factor: float = Field(3, gt=1)
+    scalarization: dict[str, float] | None = None
+    n_startup_trials: int = Field(2, ge=0)
+    n_warmup_steps: int = Field(1, ge=0)
+
+    @model_validator(mode="after")
+    def _scalarization(self):
+        if self.name in OPTUNA_PRUNERS and not self.scalarization:
+            raise ValueError(f"pruner {self.name!r} needs a scalarization, e.g. {{accuracy: 1.0, psnr: 0.02}}")
+        if self.scalarization:
+            unknown = sorted(set(self.scalarization) - set(METRICS))
+            if unknown:
+                raise ValueError(f"scalarization names unknown metrics {unknown}; use {list(METRICS)}")
+            if not all(math.isfinite(w) for w in self.scalarization.values()):
+                raise ValueError("scalarization weights must be finite")
+            if not any(self.scalarization.values()):
+                raise ValueError("scalarization needs at least one non-zero weight")
+        if self.name in OPTUNA_PRUNERS and not float(self.reduction_factor).is_integer():
+            raise ValueError(f"Optuna's pruners need an integer reduction_factor (got {self.reduction_factor})")
+        return self
+
+
+class Budget(Section):
+    trials_per_condition: int = Field(ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    stage1_epochs: int = Field(ge=1)
+    stage2_epochs: int = Field(ge=0)
+    max_failures: int = Field(0, ge=0, description="retries of a trial that raised (node loss…)")
+
+
+class Resources(Section):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+    @field_validator("gpu")
+    @classmethod
+    def _fraction_or_whole(cls, v):
+        if v > 1 and not float(v).is_integer():
+            raise ValueError(f"more than one GPU must be a whole number (got {v})")
+        return v
+
+
+class ReportSpec(Section):
+    """Hypervolume reference point: chance accuracy for 10 classes and 10 dB PSNR by default."""
+
+    reference_accuracy: float = Field(0.1, ge=0, le=1)
+    reference_psnr: float = 10.0
+

@@ -1,0 +1,169 @@
+"""Preflight: everything a study needs, checked on the driver before any trial starts.
+
+Each check either passes or raises :class:`ConfigError` with one line ``<field>: <reason>`` that
+says what was tried and what to do, so ``semtune run`` exits with code 2 in seconds and leaves
+nothing behind: no MLflow run, no Optuna trial, no Tune experiment. Checked, in order:
+
+1. the storage path is writable;
+2. the tracking server answers (or the embedded store's folder is writable);
+3. the dataset is found, or downloaded once here instead of once per trial, and holds the
+   subsets asked for;
+4. the classifier checkpoint is found or downloaded;
+5. the Ray cluster has a node that fits one trial's resources (a study asking for GPUs on a
+   CPU-only cluster would otherwise wait forever);
+6. stage 0 (classifier fine-tuning) runs once, as a Ray task with a trial's resources, into the
+   study's classifier cache that every trial reads.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+from orchestrator.spec import StudySpec, condition_grid
+from orchestrator.study.folder import StudyFolder
+from trainables.config import ConfigError, TrialConfig
+
+TRACKING_TIMEOUT_S = 5.0
+
+
+def _fail(field: str, reason: str) -> ConfigError:
+    return ConfigError([(field, reason)])
+
+
+def check_storage(folder: StudyFolder) -> None:
+    """The study folder can be created and written (Tune, Optuna and the log all write there)."""
+    try:
+        folder.path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder.path, prefix=".semtune-write-test-"):
+            pass
+    except OSError as err:
+        raise _fail("storage_path", f"cannot write the study folder {folder.path} "
+                                    f"({type(err).__name__}: {err.strerror or err}); choose a writable storage_path") from None
+
+
+def check_tracking(uri: str) -> None:
+    """An http(s) tracking server answers its health check within a few seconds."""
+    scheme = urlparse(uri).scheme
+    if scheme not in ("http", "https"):
+        return  # sqlite in the study folder (checked with the storage) or a store MLflow opens itself
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=TRACKING_TIMEOUT_S) as reply:
+            if reply.status == 200:
+                return
+            problem = f"HTTP {reply.status}"
+    except urllib.error.HTTPError as err:
+        problem = f"HTTP {err.code}"
+    except (urllib.error.URLError, OSError) as err:
+        problem = " ".join(str(getattr(err, "reason", err)).split())
+    raise _fail("tracking_uri", f"no MLflow server answers at {uri} ({problem}); start one "
+                                "(mlflow server --host 127.0.0.1 --port 5000) or omit tracking_uri for the "
+                                "embedded store in the study folder")
+
+
+def method_configs(spec: StudySpec, folder: StudyFolder) -> dict[str, TrialConfig]:
+    """One trial config per method, as the trials of the first condition will build it."""
+    from orchestrator.tune.trainable import TrialContext, trial_config
+    from orchestrator.spec import base_trial_doc
+
+    context = TrialContext(base_docs={m: base_trial_doc(spec, m) for m in spec.methods}, study=None,
+                           classifier_cache=str(folder.classifier_cache))
+    first = condition_grid(spec)[0].as_config()
+    return {m: trial_config(context, {"method": m, **first}) for m in spec.methods}
+
+
+def check_dataset(cfg: TrialConfig) -> str:
+    from trainables.data.availability import DatasetUnavailable, ensure_dataset
+
+    try:
+        return ensure_dataset(cfg.data, cfg.seed, with_test=cfg.data.eval_split == "test" or cfg.data.final_test)
+    except DatasetUnavailable as err:
+        raise _fail("dataset", str(err)) from None
+
+
+def check_checkpoint(cfg: TrialConfig, method: str) -> None:
+    from trainables.training.stage0 import resolve_checkpoint
+
+    try:
+        resolve_checkpoint(cfg.classifier)
+    except Exception as err:  # FileNotFoundError, URLError, a sha256 mismatch
+        c = cfg.classifier
+        tried = (f"{c.arch} public checkpoint in {[*c.search_dirs, 'the model cache']} and its download"
+                 if c.checkpoint == "auto" else str(c.checkpoint))
+        reason = " ".join(str(err).split())[:200]
+        raise _fail("trial.classifier.checkpoint", f"{tried}: {type(err).__name__}: {reason}; put the file in "
+                                                   "classifier.search_dirs, give its path, or allow the download") from None
+
+
+def _fits(resources, need: dict[str, float]) -> bool:
+    return all(resources.get(k, 0) >= v for k, v in need.items() if v)
+
+
+def _autoscaler_node_groups() -> list[dict[str, float]]:
+    """Resources of the node types an autoscaler may launch (``ray up`` clusters), if it published them."""
+    try:  # Ray has no public call for this; its own `ray status` reads the same record
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+    except Exception:
+        return []
+    if config is None:
+        return []
+    return [dict(g.resources) for g in config.node_group_configs if g.max_count != 0]
+
+
+def check_resources(spec: StudySpec) -> None:
+    """Some node of the Ray cluster, alive or launchable by its autoscaler, fits one trial."""
+    import ray
+
+    need = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(_fits(res, need) for res in nodes) or any(_fits(g, need) for g in _autoscaler_node_groups()):
+        return
+    total = ray.cluster_resources()
+    have = f"{total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs over {len(nodes)} node(s)"
+    gpu_short = spec.resources.gpu and not any(r.get("GPU", 0) >= spec.resources.gpu for r in nodes)
+    raise _fail("resources.gpu" if gpu_short else "resources.cpu",
+                f"each trial asks for {spec.resources.cpu:g} CPU and {spec.resources.gpu:g} GPU, but no node of "
+                f"the Ray cluster has that ({have}) and no autoscaler offers one; lower resources or add such a node")
+
+
+def prepare_stage0(spec: StudySpec, configs: dict[str, TrialConfig]) -> None:
+    """Fine-tune the classifier once per distinct stage-0 config, as a Ray task with a trial's resources."""
+    import ray
+
+    from trainables.training.stage0 import prepare_stage0 as prepare
+
+    todo = {cfg.classifier.model_dump_json() + cfg.data.model_dump_json(): cfg
+            for cfg in configs.values() if cfg.classifier.finetune_epochs > 0}
+    if not todo:
+        return
+    task = ray.remote(prepare).options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu, max_retries=0)
+    try:
+        ray.get([task.remote(cfg) for cfg in todo.values()])
+    except Exception as err:
+        cause = getattr(err, "cause", None) or err
+        reason = " ".join(str(cause).split()).splitlines()[0][:300] if str(cause) else type(cause).__name__
+        raise _fail("trial.classifier", f"stage 0 (classifier fine-tuning) failed: {type(cause).__name__}: "
+                                        f"{reason}") from None
+
+
+def preflight(spec: StudySpec, folder: StudyFolder, tracking_uri: str | None = None,
+              connect=None) -> None:
+    """Run every check; ``connect`` joins the Ray cluster (after the cheap checks have passed)."""
+    check_storage(folder)
+    check_tracking(tracking_uri or spec.tracking_uri or folder.embedded_tracking_uri)
+    configs = method_configs(spec, folder)
+    for method, cfg in configs.items():
+        check_dataset(cfg)
+        check_checkpoint(cfg, method)
+    if connect is not None:
+        connect(spec)
+    check_resources(spec)
+    prepare_stage0(spec, configs)
+
+
+__all__ = ["preflight", "check_dataset", "check_resources", "check_storage", "check_tracking"]

@@ -1,0 +1,35 @@
+"""Driver-side Tune callback: the final word on each trial's MLflow run, and orphan clean-up."""
+
+from __future__ import annotations
+
+from ray.tune import Callback
+
+from orchestrator.outcomes import trial_outcome
+from orchestrator.tracking.runs import StudyRun
+from orchestrator.tracking.study_run import delete_orphans, record_trial_end
+from orchestrator.tune.errors import error_reason
+
+
+class RunFinalizer(Callback):
+    """Ends each trial's run with its semtune status; deletes runs of orphaned trials once per start."""
+
+    def __init__(self, study: StudyRun):
+        self.study = study
+        self._swept = False
+
+    def _record(self, trial, errored: bool) -> None:
+        outcome = trial_outcome(trial.last_result, errored, reason=error_reason(trial) if errored else None)
+        # trial.path: Tune's folder of the trial; the report finds front members' checkpoints there.
+        record_trial_end(self.study, trial.trial_id, trial.config.get("condition"), trial.config.get("method"),
+                         outcome, trial.path)
+
+    def on_step_begin(self, iteration, trials, **info):
+        if not self._swept:
+            self._swept = True
+            delete_orphans(self.study, {t.trial_id for t in trials})
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._record(trial, errored=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._record(trial, errored=True)
