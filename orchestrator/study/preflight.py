@@ -11,7 +11,9 @@ nothing behind: no MLflow run, no Optuna trial, no Tune experiment. Checked, in 
 4. the classifier checkpoint is found or downloaded;
 5. the Ray cluster has a node that fits one trial's resources (a study asking for GPUs on a
    CPU-only cluster would otherwise wait forever);
-6. stage 0 (classifier fine-tuning) runs once, as a Ray task with a trial's resources, into the
+6. a sqlite tracking store (the embedded one included) is used on a one-node cluster only: workers on
+   other nodes would write one sqlite file over a shared file system, or not find it at all;
+7. stage 0 (classifier fine-tuning) runs once, as a Ray task with a trial's resources, into the
    study's classifier cache that every trial reads.
 """
 
@@ -131,6 +133,20 @@ def check_resources(spec: StudySpec) -> None:
                 f"the Ray cluster has that ({have}) and no autoscaler offers one; lower resources or add such a node")
 
 
+def check_tracking_reach(tracking_uri: str) -> None:
+    """Several nodes log to one tracking store only through a server (sqlite is one machine's file)."""
+    import ray
+
+    if urlparse(tracking_uri).scheme not in ("sqlite", "file", ""):
+        return
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1:
+        raise _fail("tracking_uri", f"the Ray cluster has {len(nodes)} nodes, and trials on every node would write "
+                                    f"the sqlite store {tracking_uri}; start an MLflow server reachable from all "
+                                    "nodes (mlflow server --host 127.0.0.1 …, or the head's address) and set "
+                                    "tracking_uri: http://HOST:PORT")
+
+
 def prepare_stage0(spec: StudySpec, configs: dict[str, TrialConfig]) -> None:
     """Fine-tune the classifier once per distinct stage-0 config, as a Ray task with a trial's resources."""
     import ray
@@ -163,7 +179,8 @@ def preflight(spec: StudySpec, folder: StudyFolder, tracking_uri: str | None = N
     if connect is not None:
         connect(spec)
     check_resources(spec)
+    check_tracking_reach(tracking_uri or spec.tracking_uri or folder.embedded_tracking_uri)
     prepare_stage0(spec, configs)
 
 
-__all__ = ["preflight", "check_dataset", "check_resources", "check_storage", "check_tracking"]
+__all__ = ["check_dataset", "check_resources", "check_storage", "check_tracking", "check_tracking_reach", "preflight"]

@@ -22,12 +22,24 @@ def two_nodes():
     cluster.shutdown()
 
 
-def test_fractional_gpu_trials_land_on_both_nodes(write_study, two_nodes):
+def test_an_embedded_sqlite_store_is_refused_on_two_nodes(write_study, two_nodes):
+    """Trials on the second node would write (or miss) the driver's sqlite file: refused before anything runs."""
+    from trainables.config import ConfigError
+
+    cluster, _ = two_nodes
+    spec = load_spec(write_study(name="sqlite2", ray_address=cluster.address))
+    with pytest.raises(ConfigError) as err:
+        run_study(spec)
+    assert [p[0] for p in err.value.problems] == ["tracking_uri"]
+    assert "2 nodes" in err.value.problems[0][1]
+
+
+def test_fractional_gpu_trials_land_on_both_nodes(write_study, two_nodes, mlflow_server):
     cluster, worker = two_nodes
     nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     assert len(nodes) == 2 and ray.cluster_resources()["GPU"] == 2
     spec = load_spec(write_study(
-        name="cluster", ray_address=cluster.address, resources={"cpu": 1, "gpu": 0.5},
+        name="cluster", ray_address=cluster.address, tracking_uri=mlflow_server, resources={"cpu": 1, "gpu": 0.5},
         pruner={"name": "none"}, budget={"trials_per_condition": 2, "max_concurrent": 4,
                                          "stage1_epochs": 1, "stage2_epochs": 1}))
     outcome = run_study(spec)
