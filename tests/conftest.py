@@ -1,4 +1,11 @@
-"""Shared fixtures. Tests that need the data and models in ``../shared`` skip with a reason if absent."""
+"""Shared fixtures.
+
+Tests that train or run studies use a small synthetic CIFAR-like dataset that the session writes
+itself (``synthetic_cifar_dir``, see ``synthetic_data.py``) and a classifier trained from scratch
+or randomly initialised, so they run on any clone. The few tests about the real CIFAR-10 copy,
+the public checkpoints or Kodak use ``cifar_dir`` / ``models_dir`` / ``kodak_dir``, which read
+``../shared`` (or ``$SEMTUNE_TEST_SHARED``) and skip with a reason if it is absent.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from synthetic_data import write_synthetic_cifar  # tests/ is on the pytest pythonpath (pyproject.toml)
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+# SEMTUNE_TEST_SHARED=/nonexistent simulates a clone without ../shared.
+SHARED = Path(os.environ.get("SEMTUNE_TEST_SHARED") or ROOT.parent / "shared")
 
 
 def _require(path: Path) -> Path:
@@ -40,16 +50,50 @@ def kodak_dir() -> Path:
     return _require(SHARED / "data" / "kodak")
 
 
-def tiny_study_doc(cifar_dir: Path, models_dir: Path, storage: Path, name: str = "tiny", **over) -> dict:
-    """A real but tiny study: 2 conditions × 3 trials of 10 images per class, seconds per trial."""
+@pytest.fixture(scope="session")
+def synthetic_cifar_dir(tmp_path_factory) -> Path:
+    """A synthetic CIFAR-10 look-alike made here: ``{train,test}.{npz,parquet}``, 200 / 50 images per class.
+
+    10 classes of 32×32 RGB with class-dependent colour and stripes (learnable from scratch);
+    rows interleaved by class. ``data.source: auto`` reads the npz files; ``source: parquet`` the others.
+    """
+    return write_synthetic_cifar(tmp_path_factory.mktemp("synthetic-cifar10"), train_per_class=200,
+                                 test_per_class=50, seed=0)
+
+
+@pytest.fixture(scope="session")
+def random_resnet20_checkpoint(tmp_path_factory) -> Path:
+    """A seeded, randomly initialised ResNet-20 saved in the public (akamaster) checkpoint format.
+
+    For tests that need *a* checkpoint file (strict loading, frozen weights) but not the public one.
+    """
+    import torch
+
+    from trainables.classifier import DownstreamModel
+
+    with torch.random.fork_rng(devices=[]):  # leaves the global RNG as it was
+        torch.manual_seed(20)
+        state = {f"module.{k}": v for k, v in DownstreamModel("resnet20").net.state_dict().items()}
+    path = tmp_path_factory.mktemp("random-resnet20") / "resnet20-random.th"
+    torch.save({"state_dict": state}, path)
+    return path
+
+
+# The stage-0 classifier of the tiny studies: ResNet-20 trained from scratch on the synthetic
+# training split, once per study folder (stage 0 caches it in the study's classifier cache).
+SCRATCH_CLASSIFIER = {"arch": "resnet20", "checkpoint": None, "finetune_epochs": 2}
+
+
+def tiny_study_doc(data_dir: Path, storage: Path, name: str = "tiny", **over) -> dict:
+    """A real but tiny study on ``data_dir``: 2 conditions × 3 trials of 10 images per class, seconds per trial."""
     from search_spaces import merge
 
     doc = {
         "name": name,
-        "dataset": {"search_dirs": [str(cifar_dir)], "train_per_class": 10, "val_per_class": 5},
+        "dataset": {"search_dirs": [str(data_dir)], "train_per_class": 10, "val_per_class": 5},
         "trial": {
             "codec": {"width": 8},
-            "classifier": {"arch": "resnet20", "search_dirs": [str(models_dir)]},
+            "classifier": dict(SCRATCH_CLASSIFIER),
             "stage1": {"lr": 0.003}, "stage2": {"lr": 0.001}, "batch_size": 16, "threads": 1,
         },
         "conditions": {"snr_db": [20], "kn": ["1/12", "1/6"]},
@@ -64,11 +108,11 @@ def tiny_study_doc(cifar_dir: Path, models_dir: Path, storage: Path, name: str =
 
 
 @pytest.fixture(scope="session")
-def study_doc(cifar_dir, models_dir):
-    """``study_doc(storage, name, **overrides) -> dict``: :func:`tiny_study_doc` on the shared data."""
+def study_doc(synthetic_cifar_dir):
+    """``study_doc(storage, name, **overrides) -> dict``: :func:`tiny_study_doc` on the synthetic data."""
 
     def doc(storage: Path, name: str = "tiny", **over) -> dict:
-        return tiny_study_doc(cifar_dir, models_dir, storage, name, **over)
+        return tiny_study_doc(synthetic_cifar_dir, storage, name, **over)
 
     return doc
 

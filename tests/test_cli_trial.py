@@ -13,12 +13,12 @@ def _run(args, cwd):
     return subprocess.run(SEMTUNE + args, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-def test_trial_runs_and_writes_metrics(tmp_path, cifar_dir, models_dir):
+def test_trial_runs_and_writes_metrics(tmp_path, synthetic_cifar_dir):
     cfg = tmp_path / "trial.yaml"
     cfg.write_text(f"""
 method: proposed
-data: {{search_dirs: [{cifar_dir}], train_per_class: 8, val_per_class: 4}}
-classifier: {{arch: resnet20, search_dirs: [{models_dir}]}}
+data: {{search_dirs: [{synthetic_cifar_dir}], train_per_class: 8, val_per_class: 4}}
+classifier: {{arch: resnet20, checkpoint: null, finetune_epochs: 1, cache_dir: {tmp_path / "classifiers"}}}
 codec: {{width: 8, kn: 1/12}}
 stage1: {{epochs: 1, lr: 0.003}}
 stage2: {{epochs: 1, lr: 0.001}}

@@ -7,6 +7,12 @@ driver-side callbacks (MLflow bookkeeping, the progress view).
 
 from __future__ import annotations
 
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+
 from ray import tune
 
 from orchestrator.spec import StudySpec, base_trial_doc, condition_grid
@@ -17,6 +23,38 @@ from orchestrator.tune.progress import ProgressView
 from orchestrator.tune.schedulers import build_scheduler
 from orchestrator.tune.search import build_router
 from orchestrator.tune.trainable import TrialContext, semtune_trainable
+
+
+log = logging.getLogger(__name__)
+_CHECKPOINT_NAME = re.compile(r"checkpoint_\d{6}")
+
+
+def repair_lagging_checkpoints(tune_dir: Path) -> int:
+    """Give a restore the checkpoint Tune's last snapshot names, when a kill made the snapshot lag.
+
+    With ``CheckpointConfig(num_to_keep=1)`` Tune deletes a trial's previous checkpoint as soon as
+    it registers the next one, and snapshots the experiment just after. A driver killed in between
+    leaves a snapshot naming a deleted checkpoint, and the restored trial then fails with "Could not
+    recover from checkpoint as it does not exist on storage anymore" (seen in the SIGKILL test).
+    Tune has no option for this, so the newer checkpoint is copied under the old name: the trial
+    function reads its epoch from the checkpoint's own state, so it continues from the newer one.
+    """
+    states = sorted(tune_dir.glob("experiment_state-*.json"))
+    if not states:
+        return 0
+    repaired = 0
+    for trial_json, runtime_json in json.loads(states[-1].read_text()).get("trial_data", []):
+        trial_dir = tune_dir / str(json.loads(trial_json).get("relative_logdir"))
+        named = _CHECKPOINT_NAME.findall(runtime_json)  # the last result's checkpoint_dir_name
+        if not named or not trial_dir.is_dir() or (trial_dir / named[-1]).exists():
+            continue
+        newer = sorted(p for p in trial_dir.glob("checkpoint_*") if p.is_dir() and p.name > named[-1])
+        if newer:
+            shutil.copytree(newer[-1], trial_dir / named[-1])
+            log.warning("%s: Tune's snapshot names %s, which a kill left deleted; restoring from %s instead",
+                        trial_dir.name, named[-1], newer[-1].name)
+            repaired += 1
+    return repaired
 
 
 def trial_dirname(trial) -> str:
@@ -31,6 +69,7 @@ def build_tuner(spec: StudySpec, folder: StudyFolder, study: StudyRun, progress:
     trainable = tune.with_resources(tune.with_parameters(semtune_trainable, context=context),
                                     {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     if tune.Tuner.can_restore(str(folder.tune_dir)):
+        repair_lagging_checkpoints(folder.tune_dir)
         return tune.Tuner.restore(str(folder.tune_dir), trainable, resume_unfinished=True, resume_errored=False)
     scheduler = build_scheduler(
         spec.pruner, max_epochs=spec.budget.stage1_epochs + spec.budget.stage2_epochs, storage=folder.optuna_url,

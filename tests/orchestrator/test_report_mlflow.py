@@ -34,7 +34,7 @@ from orchestrator.study.runner import run_study
 from orchestrator.study.folder import StudyFolder
 
 pytestmark = pytest.mark.slow
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+SHARED = Path(os.environ.get("SEMTUNE_TEST_SHARED") or Path(__file__).resolve().parents[2].parent / "shared")
 KODAK = SHARED / "data" / "kodak"
 
 
@@ -171,11 +171,11 @@ def pick_lines(stdout: str) -> dict[str, str]:
     return {line.split(":")[0]: line for line in stdout.splitlines() if line.startswith("snr20_kn")}
 
 
-def test_report_from_the_sqlite_store_by_folder(sqlite_study, sqlite_report, cifar_dir):
+def test_report_from_the_sqlite_store_by_folder(sqlite_study, sqlite_report, synthetic_cifar_dir):
     done, out = sqlite_report
     trials = check_report(out, sqlite_study)
     front = trials[trials["pareto_rank"].eq(1).fillna(False)]
-    check_front_models(sqlite_study, front["mlflow_run_id"], cifar_dir)
+    check_front_models(sqlite_study, front["mlflow_run_id"], synthetic_cifar_dir)
     assert f"files: {out.resolve()}" in done.stdout
     # --pick accuracy>=0: every condition names a front member (a lower bound always picks on the front)
     lines = pick_lines(done.stdout)
@@ -204,12 +204,12 @@ def test_report_by_experiment_name_is_idempotent(sqlite_study, sqlite_report, tm
 
 
 def test_report_over_http_by_folder_and_by_name(http_study, mlflow_server, sqlite_study, sqlite_report, tmp_path,
-                                                cifar_dir):
+                                                synthetic_cifar_dir):
     """(b): the folder's study.json points at the server; by name the report lands in ./report-<name>."""
     done = semtune_report(http_study.folder)
     assert done.returncode == 0, done.stderr[-3000:]
     trials = check_report(http_study.folder / "report", http_study)
-    check_front_models(http_study, trials.loc[trials["pareto_rank"].eq(1).fillna(False), "mlflow_run_id"], cifar_dir)
+    check_front_models(http_study, trials.loc[trials["pareto_rank"].eq(1).fillna(False), "mlflow_run_id"], synthetic_cifar_dir)
     by_name = semtune_report("rep-http", "--tracking-uri", mlflow_server, "--no-models", cwd=tmp_path)
     assert by_name.returncode == 0, by_name.stderr[-3000:]
     again, _ = read_report_table(tmp_path / "report-rep-http" / "trials.parquet")

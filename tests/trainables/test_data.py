@@ -1,4 +1,8 @@
-"""Reading CIFAR-10 from Parquet and npz, seeded stratified splits, device-side batches."""
+"""Reading CIFAR-10 from Parquet and npz, seeded stratified splits, device-side batches.
+
+On the synthetic CIFAR look-alike the tests write (any clone); the shared JPEG copy is checked
+where it is present.
+"""
 
 import numpy as np
 import pytest
@@ -9,10 +13,12 @@ from trainables.data import ImageSet, iterate_batches, load_splits, per_class_ro
 from trainables.data.formats import read_npz, read_parquet
 
 
-def test_parquet_decodes_to_the_npz_arrays(cifar_dir):
+@pytest.mark.parametrize("copy", ["synthetic", "shared"])
+def test_parquet_decodes_to_the_npz_arrays(request, copy):
+    folder = request.getfixturevalue({"synthetic": "synthetic_cifar_dir", "shared": "cifar_dir"}[copy])
     pick = lambda y: per_class_rows(y, (3,), seed=None)[0]  # noqa: E731
-    xp, yp = read_parquet(cifar_dir / "test.parquet", pick)
-    xn, yn = read_npz(cifar_dir / "test.npz", pick)
+    xp, yp = read_parquet(folder / "test.parquet", pick)
+    xn, yn = read_npz(folder / "test.npz", pick)
     assert xp.shape == (30, 3, 32, 32) and xp.dtype == torch.uint8
     assert torch.equal(yp, yn) and torch.equal(xp, xn)
 
@@ -30,6 +36,28 @@ def test_per_class_rows_are_disjoint_seeded_and_stratified():
     assert len(rest) == 450
     with pytest.raises(ValueError, match="class"):
         per_class_rows(labels, (40, 20), seed=0)
+
+
+def test_load_splits_reads_only_the_seeded_per_class_subsets(synthetic_cifar_dir):
+    cfg = DataConfig(search_dirs=(str(synthetic_cifar_dir),), train_per_class=7, val_per_class=3, test_per_class=2)
+    s = load_splits(cfg, seed=0, with_test=True)
+    assert len(s.train) == 70 and len(s.val) == 30 and len(s.test) == 20
+    assert torch.bincount(s.val.labels).tolist() == [3] * 10 and torch.bincount(s.train.labels).tolist() == [7] * 10
+    assert s.train.images.dtype == torch.uint8 and s.train.images.shape[1:] == (3, 32, 32)
+    z = np.load(synthetic_cifar_dir / "train.npz")
+    train_rows = {im.tobytes() for im in z["images"]}
+    assert all(im.permute(1, 2, 0).numpy().tobytes() in train_rows for im in s.val.images)
+    assert not {im.numpy().tobytes() for im in s.val.images} & {im.numpy().tobytes() for im in s.train.images}
+    other = load_splits(cfg, seed=1, with_test=True)
+    assert not torch.equal(other.val.images, s.val.images)  # the seed picks the train/val subsets...
+    assert torch.equal(other.test.images, s.test.images)  # ...but not the test subset (file order)
+    # the test subset is the first N per class in file order
+    z = np.load(synthetic_cifar_dir / "test.npz")
+    rows = per_class_rows(z["labels"], (2,), seed=None)[0]
+    assert torch.equal(s.test.images, torch.from_numpy(z["images"][rows]).permute(0, 3, 1, 2))
+    parquet = load_splits(cfg.model_copy(update={"source": "parquet"}), seed=0, with_test=True)
+    for a, b in ((s.train, parquet.train), (s.val, parquet.val), (s.test, parquet.test)):
+        assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
 
 
 def test_load_splits_from_the_shared_copy(cifar_dir):

@@ -1,31 +1,38 @@
-"""Stage 0: the classifier is fine-tuned once per key and reused from the on-disk cache."""
+"""Stage 0: the classifier is fine-tuned once per key and reused from the on-disk cache.
+
+On the synthetic CIFAR look-alike, with a ResNet-20 trained from scratch or loaded from a randomly
+initialised checkpoint file: the cache does not depend on the public weights.
+"""
 
 from pathlib import Path
 
 import torch
 
-from trainables.classifier import DownstreamModel, load_checkpoint, locate_public_checkpoint
+from trainables.classifier import DownstreamModel, load_checkpoint
 from trainables.config import ClassifierConfig, DataConfig
 from trainables.data import load_splits
 from trainables.training.device import pick_runtime
 from trainables.training.stage0 import prepare_downstream
 
 
-def test_finetuned_classifier_is_cached_by_key_and_reused(cifar_dir, models_dir, tmp_path):
-    data = DataConfig(search_dirs=(str(cifar_dir),), train_per_class=4, val_per_class=2)
+def test_finetuned_classifier_is_cached_by_key_and_reused(synthetic_cifar_dir, tmp_path):
+    data = DataConfig(search_dirs=(str(synthetic_cifar_dir),), train_per_class=4, val_per_class=2)
     train = load_splits(data, seed=0, with_test=False).train
     rt = pick_runtime("cpu", threads=2)
-    cfg = ClassifierConfig(arch="resnet20", search_dirs=(str(models_dir),), finetune_epochs=1,
+    cfg = ClassifierConfig(arch="resnet20", checkpoint=None, finetune_epochs=1,
                            finetune_lr=0.01, cache_dir=str(tmp_path / "cache"))
 
-    first = prepare_downstream(cfg, data, train, seed=0, rt=rt)
+    torch.manual_seed(0)
+    first = prepare_downstream(cfg, data, train, seed=0, rt=rt)  # from scratch: a random init, trained
     cached = list(Path(cfg.cache_dir).glob("resnet20-*.pt"))
     assert len(cached) == 1
     stamp = cached[0].stat().st_mtime_ns
-    public = load_checkpoint(DownstreamModel("resnet20"), locate_public_checkpoint("resnet20", cfg.search_dirs))
-    assert not torch.equal(first.net.linear.weight, public.net.linear.weight)  # it was fine-tuned
+    torch.manual_seed(0)
+    initial = DownstreamModel("resnet20")  # the same random init, untrained
+    assert not torch.equal(first.net.linear.weight, initial.net.linear.weight)  # it was trained
     assert not first.training  # handed over in eval mode
 
+    torch.manual_seed(1)  # another random init: what it starts from does not matter, the cache is read
     again = prepare_downstream(cfg, data, train, seed=0, rt=rt)  # same key: loaded, not retrained
     assert cached[0].stat().st_mtime_ns == stamp
     for (name, a), b in zip(first.state_dict().items(), again.state_dict().values()):
@@ -36,11 +43,13 @@ def test_finetuned_classifier_is_cached_by_key_and_reused(cifar_dir, models_dir,
     assert not torch.equal(other.net.linear.weight, first.net.linear.weight)
 
 
-def test_no_finetuning_means_the_public_weights_and_no_cache(cifar_dir, models_dir, tmp_path):
-    data = DataConfig(search_dirs=(str(cifar_dir),), train_per_class=2, val_per_class=1)
+def test_no_finetuning_means_the_checkpoint_weights_and_no_cache(synthetic_cifar_dir, random_resnet20_checkpoint,
+                                                                 tmp_path):
+    data = DataConfig(search_dirs=(str(synthetic_cifar_dir),), train_per_class=2, val_per_class=1)
     train = load_splits(data, seed=0, with_test=False).train
-    cfg = ClassifierConfig(arch="resnet20", search_dirs=(str(models_dir),), cache_dir=str(tmp_path / "cache"))
+    cfg = ClassifierConfig(arch="resnet20", checkpoint=str(random_resnet20_checkpoint),
+                           cache_dir=str(tmp_path / "cache"))
     model = prepare_downstream(cfg, data, train, seed=0, rt=pick_runtime("cpu"))
-    public = load_checkpoint(DownstreamModel("resnet20"), locate_public_checkpoint("resnet20", cfg.search_dirs))
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), public.state_dict().values()))
+    saved = load_checkpoint(DownstreamModel("resnet20"), random_resnet20_checkpoint)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), saved.state_dict().values()))
     assert not (tmp_path / "cache").exists()

@@ -17,6 +17,10 @@ class AWGNChannel(nn.Module):
     The SNR is fixed, or drawn uniformly per batch from ``train_snr_range_db`` while training
     (for SNR-robust models); evaluation always uses ``snr_db``. Noise is drawn from the
     generator the caller passes (on the signal's device), so a checkpointed run replays the same noise.
+
+    On CPU the drawn SNR is a Python float (the arithmetic of the first CPU results, kept bit for
+    bit). With a CUDA generator it stays a 0-d tensor on the GPU: reading it with ``.item()`` would
+    wait for the GPU once per batch.
     """
 
     def __init__(self, snr_db: float, power: float = 1.0, train_snr_range_db: tuple[float, float] | None = None):
@@ -25,14 +29,22 @@ class AWGNChannel(nn.Module):
         self.power = power
         self.train_snr_range_db = train_snr_range_db
 
-    def draw_snr(self, generator: torch.Generator | None) -> float:
+    def draw_snr(self, generator: torch.Generator | None,
+                 device: torch.device | str | None = None) -> float | torch.Tensor:
+        """The SNR in dB for one batch; drawn on the generator's device (``device`` when there is none)."""
         if self.training and self.train_snr_range_db is not None:
             lo, hi = self.train_snr_range_db
-            u = torch.rand((), generator=generator).item()
+            where = generator.device if generator is not None else torch.device(device or "cpu")
+            u = torch.rand((), generator=generator, device=where)
+            if where.type == "cpu":
+                return lo + (hi - lo) * u.item()
             return lo + (hi - lo) * u
         return self.snr_db
 
     def forward(self, s: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        sigma2 = float(noise_variance(self.draw_snr(generator), self.power))
+        snr = self.draw_snr(generator, s.device)
         noise = torch.randn(s.shape, generator=generator, device=s.device, dtype=s.dtype)
+        if isinstance(snr, torch.Tensor):  # on the GPU: no host round trip
+            return s + noise * (noise_variance(snr, self.power) / 2).sqrt()
+        sigma2 = float(noise_variance(snr, self.power))
         return s + noise * (sigma2 / 2) ** 0.5

@@ -1,9 +1,13 @@
-"""One training epoch of either stage, and the evaluation that follows every epoch."""
+"""One training epoch of either stage, and the evaluation that follows every epoch.
+
+Both keep the GPU busy: no per-batch ``.item()`` or ``float()`` (the loss sums and the scores are
+accumulated on the device and read once), timing by CUDA events. Training runs under the runtime's
+autocast (bf16 on CUDA); evaluation always in exact fp32.
+"""
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -75,7 +79,7 @@ def train_epoch(models: Models, plan: StagePlan, optimizer: torch.optim.Optimize
     batches = iterate_batches(train, batch_size, generator=data_gen, shuffle=True, hflip=hflip, drop_last=True)
     if progress is not None:
         batches = progress(batches, n_batches, description)
-    start, seen = time.perf_counter(), 0
+    clock, seen = rt.stopwatch(), 0
     for x, y in batches:
         x = rt.images(x)
         with rt.autocast():
@@ -100,7 +104,7 @@ def train_epoch(models: Models, plan: StagePlan, optimizer: torch.optim.Optimize
         if plan.other != "none":
             sums[f"loss_{plan.other}"] += other.detach()
         seen += len(y)
-    elapsed = time.perf_counter() - start
+    elapsed = clock.seconds()
     means = {k: float(v) / max(1, n_batches) for k, v in sums.items()}
     if not math.isfinite(means["loss"]):
         raise TrialDiverged(f"training loss is {means['loss']} in stage {plan.stage}")
@@ -108,24 +112,41 @@ def train_epoch(models: Models, plan: StagePlan, optimizer: torch.optim.Optimize
     return means
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(models: Models, ds: ImageSet, batch_size: int, noise_seed: int, rt: Runtime) -> dict[str, float]:
     """Accuracy of the classifier on x̂, PSNR and SSIM, over the whole split at the trial's SNR.
 
     The channel noise comes from a generator seeded the same way at every evaluation, so two
-    epochs (or two trials) are compared on the same noise draws.
+    epochs (or two trials) are compared on the same noise draws. Always exact fp32, also when
+    training runs under bf16 autocast: the scores must not depend on the training numerics.
+    The sums stay on the device in float64 (the same values as Python floats on CPU) and are
+    read once at the end.
     """
     models.link.eval()
     models.downstream.eval()
     gen = torch.Generator(device=rt.device).manual_seed(noise_seed)
-    correct, psnr, ssim = 0, 0.0, 0.0
-    for x, y in iterate_batches(ds, batch_size):
-        x = rt.images(x)
-        with rt.autocast():
-            x_hat = models.link(x, gen).x_hat
+    correct = torch.zeros((), dtype=torch.int64, device=rt.device)
+    psnr = torch.zeros((), dtype=torch.float64, device=rt.device)
+    ssim = torch.zeros((), dtype=torch.float64, device=rt.device)
+    with rt.exact():
+        for x, y in iterate_batches(ds, batch_size):
+            x = rt.images(x)
+            x_hat = models.link(x, gen).x_hat.float()
             logits = models.downstream(x_hat.clamp(0, 1))
-        correct += int((logits.argmax(1) == y).sum())
-        psnr += float(psnr_per_image(x, x_hat).sum())
-        ssim += float(ssim_per_image(x, x_hat).sum())
+            correct += (logits.argmax(1) == y).sum()
+            psnr += psnr_per_image(x, x_hat).sum().double()
+            ssim += ssim_per_image(x, x_hat).sum().double()
     n = len(ds)
-    return {"accuracy": correct / n, "psnr": psnr / n, "ssim": ssim / n}
+    return {"accuracy": int(correct) / n, "psnr": float(psnr) / n, "ssim": float(ssim) / n}
+
+
+def compile_models(models: Models, backend: str = "inductor") -> None:
+    """``torch.compile`` the forward passes in place (optional: compiling costs a minute per trial).
+
+    Compiled are the encoder, the decoder, the backbone F_b and the projection; the channel (its
+    generator-driven noise) runs eagerly between them. ``Module.compile`` keeps the state-dict keys,
+    so checkpoints are the same with and without it.
+    """
+    for module in (models.link.encoder, models.link.decoder, models.projection):
+        module.compile(backend=backend)
+    models.downstream.features = torch.compile(models.downstream.features, backend=backend)

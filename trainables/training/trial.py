@@ -21,7 +21,7 @@ from trainables.training.checkpoint import (
     TrialState, capture_rng, load_checkpoint, restore_rng, save_checkpoint,
 )
 from trainables.training.device import pick_runtime
-from trainables.training.loop import Models, Progress, evaluate, train_epoch, trainable_parameters
+from trainables.training.loop import Models, Progress, compile_models, evaluate, train_epoch, trainable_parameters
 from trainables.training.plan import plan_at, stage_plans
 from trainables.training.stage0 import prepare_downstream
 
@@ -32,11 +32,17 @@ def build_models(cfg: TrialConfig, downstream, rt) -> Models:
     channel = AWGNChannel(cfg.channel.snr_db, cfg.channel.power, cfg.channel.train_snr_range_db)
     link = build_link(cfg.codec.arch, cfg.codec.width, cfg.codec.kn, cfg.data.image_size, channel)
     projection = ProjectionHead(downstream.feature_dim, cfg.loss.proj_dim)
-    return Models(link=rt.prepare(link), projection=projection.to(rt.device), downstream=downstream)
+    models = Models(link=rt.prepare(link), projection=projection.to(rt.device), downstream=downstream)
+    if rt.compile:
+        compile_models(models)
+    return models
 
 
 def make_optimizer(models: Models, plan):
-    opt = torch.optim.Adam(trainable_parameters(models, plan), lr=plan.hyper.lr)
+    """Adam (fused into one kernel on CUDA; CPU keeps the default implementation and its numbers)."""
+    params = trainable_parameters(models, plan)
+    fused = bool(params) and params[0].is_cuda
+    opt = torch.optim.Adam(params, lr=plan.hyper.lr, fused=fused or None)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=plan.hyper.lr_step_epochs, gamma=plan.hyper.lr_gamma)
     return opt, sched
 
@@ -53,7 +59,7 @@ def run_trial(cfg: TrialConfig, reporter: Reporter, progress: Progress | None = 
     downstream = prepare_downstream(cfg.classifier, cfg.data, train, cfg.seed, rt)
     models = build_models(cfg, downstream, rt)
     plans = stage_plans(cfg)
-    data_gen = torch.Generator().manual_seed(cfg.seed)
+    data_gen = torch.Generator(device=rt.device).manual_seed(cfg.seed)  # shuffles and flips on the device
     noise_gen = torch.Generator(device=rt.device).manual_seed(cfg.seed + 1)
     config_json = cfg.model_dump(mode="json")
 
