@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from orchestrator.spec import StudySpec, condition_grid
+from orchestrator.spec import StudySpec, base_trial_doc, condition_grid
 from orchestrator.study.folder import StudyFolder
 from trainables.config import ConfigError, TrialConfig
 
@@ -68,8 +68,7 @@ def check_tracking(uri: str) -> None:
 
 def method_configs(spec: StudySpec, folder: StudyFolder) -> dict[str, TrialConfig]:
     """One trial config per method, as the trials of the first condition will build it."""
-    from orchestrator.tune.trainable import TrialContext, trial_config
-    from orchestrator.spec import base_trial_doc
+    from orchestrator.tune.trainable import TrialContext, trial_config  # Ray Tune: only once the cheap checks ran
 
     context = TrialContext(base_docs={m: base_trial_doc(spec, m) for m in spec.methods}, study=None,
                            classifier_cache=str(folder.classifier_cache))
@@ -86,7 +85,7 @@ def check_dataset(cfg: TrialConfig) -> str:
         raise _fail("dataset", str(err)) from None
 
 
-def check_checkpoint(cfg: TrialConfig, method: str) -> None:
+def check_checkpoint(cfg: TrialConfig) -> None:
     from trainables.training.stage0 import resolve_checkpoint
 
     try:
@@ -173,9 +172,9 @@ def preflight(spec: StudySpec, folder: StudyFolder, tracking_uri: str | None = N
     check_storage(folder)
     check_tracking(tracking_uri or spec.tracking_uri or folder.embedded_tracking_uri)
     configs = method_configs(spec, folder)
-    for method, cfg in configs.items():
+    for cfg in configs.values():
         check_dataset(cfg)
-        check_checkpoint(cfg, method)
+        check_checkpoint(cfg)
     if connect is not None:
         connect(spec)
     check_resources(spec)
