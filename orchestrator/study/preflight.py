@@ -22,7 +22,6 @@ from __future__ import annotations
 import tempfile
 import urllib.error
 import urllib.request
-from pathlib import Path
 from urllib.parse import urlparse
 
 from orchestrator.spec import StudySpec, base_trial_doc, condition_grid
@@ -169,8 +168,9 @@ def prepare_stage0(spec: StudySpec, configs: dict[str, TrialConfig]) -> None:
 def preflight(spec: StudySpec, folder: StudyFolder, tracking_uri: str | None = None,
               connect=None) -> None:
     """Run every check; ``connect`` joins the Ray cluster (after the cheap checks have passed)."""
+    uri = tracking_uri or spec.tracking_uri or folder.embedded_tracking_uri
     check_storage(folder)
-    check_tracking(tracking_uri or spec.tracking_uri or folder.embedded_tracking_uri)
+    check_tracking(uri)
     configs = method_configs(spec, folder)
     for cfg in configs.values():
         check_dataset(cfg)
@@ -178,7 +178,7 @@ def preflight(spec: StudySpec, folder: StudyFolder, tracking_uri: str | None = N
     if connect is not None:
         connect(spec)
     check_resources(spec)
-    check_tracking_reach(tracking_uri or spec.tracking_uri or folder.embedded_tracking_uri)
+    check_tracking_reach(uri)
     prepare_stage0(spec, configs)
 
 

@@ -18,7 +18,7 @@ from orchestrator.objectives import METRICS
 from orchestrator.outcomes import BUDGET_KEY, COMPLETED, EPOCH_KEY, FAILED, INTERRUPTED, ORPHANED, PRUNED, Outcome
 from orchestrator.pareto import nondominated_mask
 from orchestrator.tracking.runs import (
-    StudyRun, as_params, as_tags, child_runs, find_trial_run, finish_run, flatten, get_or_create_experiment, trial_tags,
+    StudyRun, as_params, child_runs, find_trial_run, finish_run, get_or_create_experiment, trial_tags,
 )
 from orchestrator.tracking.tags import (
     KIND_STUDY, TAG_CONDITION, TAG_EXPERIMENT_KIND, TAG_KIND, TAG_NOTE, TAG_PARENT, TAG_REASON, TAG_STATUS, TAG_TRIAL,
