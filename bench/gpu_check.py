@@ -269,7 +269,7 @@ def table(res: dict) -> str:
         for m in tr.get("epochs", []):
             rows.append((f"trial epoch {m['epoch']} (stage {m['stage']})",
                          f"accuracy {m['accuracy']:.4f} | PSNR {m['psnr']:.2f} dB | {m['epoch_s']:.1f} s"
-                         + (f" | test accuracy {m['test_accuracy']:.4f}" if m.get("test_accuracy") is not None else "")))
+                         + (f" | final accuracy {m['final_accuracy']:.4f}" if m.get("final_accuracy") is not None else "")))
         if "projected_full_h" in tr:
             rows.append(("trial 200 + 100 epochs", f"projected {tr['projected_full_h']:.2f} h per trial"))
         if tr.get("stopped"):

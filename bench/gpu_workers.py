@@ -34,7 +34,7 @@ def _setup(spec: dict):
 
     rt = pick_runtime("auto", spec.get("threads"))
     cfg = TrialConfig(codec=CodecConfig(width=spec["width"], kn=spec["kn"]),
-                      classifier=ClassifierConfig(arch=spec["arch"], checkpoint=None),
+                      classifier=ClassifierConfig(arch=spec["arch"], checkpoint=None, allow_untrained=True),
                       batch_size=spec["batch"], device=rt.device.type, seed=spec.get("seed", 0))
     n = spec["batches"] * spec["batch"]
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -20,6 +20,11 @@ STATUSES = (*FINISHED, RUNNING)  # what a report or the progress table can show
 
 EPOCH_KEY = "epoch"  # the global epoch (1-based) a result reports
 BUDGET_KEY = "epochs_total"  # the trial's full budget: stage 1 + stage 2 epochs
+# A trial that fails deterministically (a diverged loss) reports this key and returns instead of
+# raising: Tune retries every raised error up to ``budget.max_failures`` times (for lost nodes),
+# and a retry of a deterministic failure only repeats it.
+FAILURE_KEY = "failure_reason"
+TRACEBACK_KEY = "failure_traceback"  # ... with its traceback, which the driver writes to the study's log
 
 
 def result_epoch(result: Mapping | None) -> int | None:
@@ -55,6 +60,8 @@ def trial_outcome(last_result: Mapping | None, errored: bool, reason: str | None
     """The verdict on a finished trial from its last reported result."""
     if errored:
         return Outcome(FAILED, reason=reason)
+    if (last_result or {}).get(FAILURE_KEY):
+        return Outcome(FAILED, reason=str(last_result[FAILURE_KEY]))
     epoch = result_epoch(last_result)
     if epoch is None or (last_result or {}).get(BUDGET_KEY) is None:
         return Outcome(FAILED, reason="the trial ended without reporting a result")

@@ -19,7 +19,7 @@ METHOD_PARAMETERS: dict[str, tuple[str, ...]] = {
     "proposed": ("alpha1", "alpha2", "tau", "proj_dim"),
     "deepjscc": (),
     "deepjscc_ft": ("alpha2",),
-    "deepsc": ("alpha1", "alpha2"),
+    "deepsc": ("alpha1",),  # its stage 2 retrains the classifier on the received images only
 }
 # Every searchable hyperparameter with the interval its values must lie in: (low, high, low is open).
 BOUNDS: dict[str, tuple[float, float, bool]] = {

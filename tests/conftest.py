@@ -90,7 +90,7 @@ def tiny_study_doc(data_dir: Path, storage: Path, name: str = "tiny", **over) ->
 
     doc = {
         "name": name,
-        "dataset": {"search_dirs": [str(data_dir)], "train_per_class": 10, "val_per_class": 5},
+        "dataset": {"search_dirs": [str(data_dir)], "train_per_class": 10, "tune_per_class": 5},
         "trial": {
             "codec": {"width": 8},
             "classifier": dict(SCRATCH_CLASSIFIER),

@@ -106,8 +106,8 @@ def _trial(rng, index, t0, snr, kn, achieved, method, i, acc, psnr) -> dict:
         "mlflow_run_url": url,
         "start_time": start,
         "end_time": None if status == "running" else start + pd.Timedelta(seconds=40 * run),
-        "test_accuracy": None,
-        "test_psnr": None,
+        "final_accuracy": None,
+        "final_psnr": None,
     }
 
 

@@ -17,7 +17,7 @@ def test_trial_runs_and_writes_metrics(tmp_path, synthetic_cifar_dir):
     cfg = tmp_path / "trial.yaml"
     cfg.write_text(f"""
 method: proposed
-data: {{search_dirs: [{synthetic_cifar_dir}], train_per_class: 8, val_per_class: 4}}
+data: {{search_dirs: [{synthetic_cifar_dir}], train_per_class: 8, tune_per_class: 4}}
 classifier: {{arch: resnet20, checkpoint: null, finetune_epochs: 1, cache_dir: {tmp_path / "classifiers"}}}
 codec: {{width: 8, kn: 1/12}}
 stage1: {{epochs: 1, lr: 0.003}}
@@ -45,7 +45,7 @@ batch_size: 16
 @pytest.mark.parametrize("content, expected", [
     ("method: nope\n", "error: method: Input should be"),
     ("codec: {kn: 0}\n", "error: codec.kn: Input should be greater than 0"),
-    ("codec: {kn: 0.0001}\n", "error: <root>: k/n = 0.0001 is unreachable"),
+    ("codec: {kn: 0.0001}\n", "error: codec.kn: k/n = 0.0001 is unreachable"),
     ("loss: {alpha1: 1.5}\n", "error: loss.alpha1"),
     ("loss: {tau: -1}\n", "error: loss.tau: Input should be greater than 0"),
     ("bogus: 1\n", "error: bogus: unknown field"),

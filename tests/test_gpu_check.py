@@ -96,7 +96,7 @@ def test_paper_trial_config_follows_the_preset(tmp_path: Path) -> None:
     cfg = gpu_trial.paper_config(tmp_path, tmp_path, (7, 3), dry_run=False)
     assert (cfg.method, cfg.codec.arch, cfg.codec.width, cfg.classifier.arch) == ("proposed", "paper", 256, "resnet56")
     assert (cfg.batch_size, cfg.stage1.lr, cfg.stage2.lr, cfg.stage1.epochs, cfg.stage2.epochs) == (128, 0.01, 1e-4, 7, 3)
-    assert cfg.data.val_per_class == 500 and cfg.data.final_test and cfg.channel.snr_db == 20
+    assert cfg.data.tune_per_class == 500 and cfg.data.final_score and cfg.channel.snr_db == 20
     assert cfg.alpha1 == cfg.kn_achieved and cfg.loss.contrastive == "eq7"
 
 

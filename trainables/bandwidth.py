@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DOWNSAMPLING = 4  # two stride-2 stages in every encoder here
-KN_TOLERANCE = 0.25  # a request further than this (relative) from any integer C is "unreachable"
+KN_TOLERANCE = 0.25  # default of CodecConfig.kn_tolerance: a request further than this (relative) is refused
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,12 @@ class Bandwidth:
         return self.symbols / self.source_dim
 
 
-def latent_channels(kn: float, height: int, width: int, image_channels: int = 3) -> Bandwidth:
-    """Map a requested k/n to C latent channels; raise ``ValueError`` if it cannot be met."""
+def latent_channels(kn: float, height: int, width: int, image_channels: int = 3,
+                    tolerance: float = KN_TOLERANCE) -> Bandwidth:
+    """Map a requested k/n to C latent channels; raise ``ValueError`` if it cannot be met.
+
+    ``tolerance`` is the largest relative gap between the requested and the achieved k/n.
+    """
     if not 0.0 < kn <= 1.0:
         raise ValueError(f"k/n must be in (0, 1] (got {kn})")
     if height % DOWNSAMPLING or width % DOWNSAMPLING:
@@ -41,9 +45,9 @@ def latent_channels(kn: float, height: int, width: int, image_channels: int = 3)
         channels += 1  # an odd count of real values cannot form whole complex symbols
     symbols = channels * latent_area // 2
     achieved = symbols / n
-    if abs(achieved - kn) / kn > KN_TOLERANCE:
+    if abs(achieved - kn) / kn > tolerance:
         raise ValueError(
             f"k/n = {kn:.5g} is unreachable for {height}x{width} images: the nearest is "
-            f"{achieved:.5g} (C = {channels} latent channels), more than {KN_TOLERANCE:.0%} away"
+            f"{achieved:.5g} (C = {channels} latent channels), more than {100 * tolerance:.3g}% away"
         )
     return Bandwidth(channels=channels, symbols=symbols, source_dim=n, kn_requested=kn)

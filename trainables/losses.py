@@ -1,4 +1,4 @@
-"""The method's losses: L_rec (eq. 8), the semantic contrastive loss (eq. 7) and their stage mixes."""
+"""The method's losses: L_rec (eq. 8), the semantic contrastive loss (eq. 7), L_Task (eq. 11), their mixes."""
 
 from __future__ import annotations
 
@@ -43,6 +43,16 @@ def _contrastive_fp32(q: torch.Tensor, v: torch.Tensor, tau: float, variant: str
     else:
         raise ValueError(f"unknown contrastive variant {variant!r}; choose 'eq7' or 'infonce'")
     return (denom - pos).mean()
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, class_normalised: bool = False) -> torch.Tensor:
+    """Eq. 11: the batch mean of the cross-entropy of F(x̂), in fp32.
+
+    Eq. 11 prints a factor 1/N_cls (N_cls = the logits' width); ``class_normalised`` applies it
+    (``LossConfig.ce_class_normalised``). Without it, only the scale of L_Task against L_rec differs.
+    """
+    ce = F.cross_entropy(logits.float(), labels)
+    return ce / logits.shape[1] if class_normalised else ce
 
 
 def mix(alpha: float, rec: torch.Tensor, other: torch.Tensor) -> torch.Tensor:

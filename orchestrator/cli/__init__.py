@@ -53,14 +53,12 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_trial_command(args.config, args.overrides, args.out, args.resume)
         if args.command == "validate":
-            from orchestrator.spec import load_spec
+            from orchestrator.spec import condition_grid, load_spec, study_arms
 
             spec = load_spec(args.study)
-            from orchestrator.spec import condition_grid
-
-            n = len(condition_grid(spec))
-            print(f"ok: study {spec.name!r}: {n} conditions x {spec.budget.trials_per_condition} trials, "
-                  f"methods {', '.join(spec.methods)}, sampler {spec.sampler.name}, pruner {spec.pruner.name}")
+            n, trials = len(condition_grid(spec)), sum(a.trials for a in study_arms(spec))
+            print(f"ok: study {spec.name!r}: {n} conditions x methods {', '.join(spec.methods)}, {trials} trials, "
+                  f"sampler {spec.sampler.name}, pruner {spec.pruner.name}")
             return 0
         if args.command in ("run", "resume"):
             from orchestrator.spec import load_spec

@@ -46,13 +46,13 @@ def _check_args(args) -> None:
 
 
 def summary_lines(ranked, reference, picked=None) -> list[str]:
-    """One line per condition: front size, hypervolume and, with ``--pick``, the trial picked."""
+    """One line per condition and method: front size, hypervolume and, with ``--pick``, the condition's pick."""
     from orchestrator.reporting import hypervolumes
 
     picks = {} if picked is None else {r["condition"]: r for r in picked.to_dict("records")}
     lines = []
     for h in hypervolumes(ranked, reference).to_dict("records"):
-        line = (f"{h['condition']}: {h['n_trials']} trials ({h['n_completed']} completed, {h['n_pruned']} pruned, "
+        line = (f"{h['condition']} {h['method']}: {h['n_trials']} trials ({h['n_completed']} completed, {h['n_pruned']} pruned, "
                 f"{h['n_failed']} failed), front {h['front_size']}, hypervolume {h['hypervolume']:.4f}")
         p = picks.get(h["condition"])
         if p is not None:
@@ -124,4 +124,4 @@ def no_front_line(ranked, study_name: str) -> str | None:
     reasons = ranked["failure_reason"].dropna()
     why = f"; most common failure: {reasons.value_counts().index[0]}" if len(reasons) else ""
     return (f"error: STUDY: no trial of study {study_name!r} completed, so no condition has a front "
-            f"({len(ranked)} trials: {states or 'none'}{why})")
+            f"({len(ranked)} trial{'s' * (len(ranked) != 1)}: {states or 'none'}{why})")

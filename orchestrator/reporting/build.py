@@ -1,7 +1,8 @@
 """``write_report``: a trials table in, the report folder out.
 
 Layout of ``out_dir``: ``trials.parquet``/``.csv`` (every trial, ranked), ``fronts.parquet``/``.csv``
-(rank-1 trials), ``report.md``, ``report.html`` and ``figures/*.png``. Everything is derived from
+(rank-1 trials of each condition and method), ``gains.csv`` (the proposed method against each
+baseline, when the study has both), ``report.md``, ``report.html`` and ``figures/*.png``. Everything is derived from
 the one table, so rewriting a report after more trials finish is just calling this again.
 """
 
@@ -13,6 +14,7 @@ import pandas as pd
 
 from .figures import write_figures
 from .fronts import front_table, rank_trials
+from .gains import method_gains
 from .html import render_html
 from .markdown import render_markdown
 from .picker import parse_constraint
@@ -42,6 +44,10 @@ def write_report(trials: pd.DataFrame, meta: ReportMeta, out_dir: Path, pick: st
     }
     write_table(ranked, meta, paths["trials_parquet"], paths["trials_csv"])
     write_table(front_table(ranked), meta, paths["fronts_parquet"], paths["fronts_csv"])
+    gains = method_gains(ranked)
+    if len(gains):
+        paths["gains_csv"] = out_dir / "gains.csv"
+        gains.to_csv(paths["gains_csv"], index=False)
     picked = pick_trials(ranked, constraint) if constraint is not None else None
     paths["report_md"].write_text(render_markdown(ranked, meta, picked, figures_dir=FIGURES_DIR), encoding="utf-8")
     paths["report_html"].write_text(render_html(ranked, meta, picked, figures_dir=FIGURES_DIR), encoding="utf-8")

@@ -102,8 +102,9 @@ def _front(trials: pd.DataFrame, front: pd.DataFrame, condition: str) -> Figure:
                 label=label(m),
                 linewidths=0,
             )
-    xs, ys = staircase(front)
-    ax.plot(xs, ys, color="black", linewidth=0.8, label="Pareto front")
+    for m in methods(front):  # each method's own front (an arm's), in its colour
+        xs, ys = staircase(front[front["method"] == m])
+        ax.plot(xs, ys, color=color(m), linewidth=0.8, label=f"{label(m)} front")
     ax.set(xlabel=AXIS_TITLES["psnr"], ylabel=AXIS_TITLES["accuracy"], title=f"{condition} (faint: pruned)")
     ax.grid(alpha=0.3, linewidth=0.4)
     ax.legend(loc="best", frameon=False)
@@ -147,8 +148,9 @@ def _hypervolume(progress: pd.DataFrame, reference) -> Figure:
     for ax, x, xlabel in zip(
         axes, ("trials_finished", "epochs_spent"), ("trials finished", "epochs spent (all trials)")
     ):
-        for condition, p in progress.groupby("condition", sort=False):
-            ax.step(p[x], p["hypervolume"], where="post", marker="o", markersize=2, linewidth=0.9, label=condition)
+        for (condition, method), p in progress.groupby(["condition", "method"], sort=False):
+            name = condition if progress["method"].nunique() == 1 else f"{condition} {label(method)}"
+            ax.step(p[x], p["hypervolume"], where="post", marker="o", markersize=2, linewidth=0.9, label=name)
         ax.set(xlabel=xlabel, ylabel="hypervolume (accuracy·dB)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3, linewidth=0.4)

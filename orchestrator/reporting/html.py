@@ -17,7 +17,11 @@ from .fronts import compute_budget, conditions, front_table, hypervolume_progres
 from .interactive import front_figure, hypervolume_figure, vs_kn_figure
 from .paper_reference import paper_points
 from .schema import ReportMeta
-from .views import best_by_kn, front_display, meta_display, pick_display, png_names, safe_name, snrs, stopped_display
+from .gains import method_gains
+from .views import (
+    GAINS_NOTE, best_by_kn, front_display, gains_display, label, meta_display, pick_display, png_names, safe_name,
+    snrs, stopped_display,
+)
 
 _CONFIG = {"displaylogo": False, "responsive": True}
 _CLICK = """var gd = document.getElementById('{plot_id}');
@@ -61,28 +65,29 @@ def render_html(
 ) -> str:
     """The whole report as one HTML document (plotly.js included)."""
     ref = meta.reference
-    fronts, hv = front_table(trials), {h["condition"]: h for h in hypervolumes(trials, ref).to_dict("records")}
+    fronts, hv, gains = front_table(trials), hypervolumes(trials, ref), method_gains(trials)
     budget = compute_budget(trials)
     body = [
         f"<h1>Study report: {escape(meta.study_name)}</h1>",
         html_table(meta_display(meta)),
-        f"<p><b>PSNR</b> is {escape(meta.psnr_definition)}. <b>Accuracy</b> is top-1 (a fraction) on the "
-        "evaluation split after the last epoch a trial ran.</p>",
+        f"<p><b>PSNR</b> is {escape(meta.psnr_definition)}. <b>Accuracy</b> is top-1 (a fraction) after the last "
+        f"epoch a trial ran; which images: {escape(meta.scores or 'not recorded')}.</p>",
         f"<p>Compute: {budget['epochs_run']} epochs trained of the {budget['epochs_no_pruning']} a run without pruning "
         f"would need; <b>{budget['fraction_saved']:.1%}</b> saved by pruning.</p>",
-        "<h2>Pareto fronts per condition</h2>",
-        "<p class='note'>Each point is a completed trial, coloured by method; the black staircase is the Pareto front "
-        "(no other trial is better in both accuracy and PSNR). Faint crosses are pruned trials at their last "
+        "<h2>Pareto fronts per condition and method</h2>",
+        "<p class='note'>Each point is a completed trial, coloured by method; each method's staircase is its Pareto "
+        "front (no other trial of that method is better in both accuracy and PSNR). Faint crosses are pruned trials at their last "
         "evaluation: low-fidelity values, never ranked. Hover for the hyperparameters; click a point to open its "
         "MLflow run.</p>",
     ]
     for condition in conditions(trials):
-        h, front = hv[condition], fronts[fronts["condition"] == condition]
-        body += [
-            f"<h3>{escape(condition)}</h3>",
-            f"<p>{h['n_trials']} trials: {h['n_completed']} completed, {h['n_pruned']} pruned, {h['n_failed']} failed, "
-            f"{h['n_running']} running. Hypervolume <b>{h['hypervolume']:.4f}</b> "
-            f"(reference accuracy {ref[0]:g}, PSNR {ref[1]:g} dB).</p>",
+        front = fronts[fronts["condition"] == condition]
+        body += [f"<h3>{escape(condition)}</h3>"] + [
+            f"<p>{escape(label(h['method']))}: {h['n_trials']} trials: {h['n_completed']} completed, "
+            f"{h['n_pruned']} pruned, {h['n_failed']} failed, {h['n_running']} running. Hypervolume "
+            f"<b>{h['hypervolume']:.4f}</b> (reference accuracy {ref[0]:g}, PSNR {ref[1]:g} dB).</p>"
+            for h in hv[hv["condition"] == condition].to_dict("records")
+        ] + [
             _div(
                 front_figure(trials[trials["condition"] == condition], front, condition),
                 f"front-{condition}",
@@ -92,6 +97,9 @@ def render_html(
             if len(front)
             else "<p>No completed trial yet.</p>",
         ]
+    if len(gains):
+        body += ["<h2>Proposed method vs baselines</h2>", f"<p class='note'>{escape(GAINS_NOTE)}</p>",
+                 html_table(gains_display(gains))]
     body += [
         "<h2>Accuracy and PSNR vs bandwidth ratio (the paper's Fig. 3–4 view)</h2>",
         "<p class='note'>Per SNR, method and achieved k/n, the best accuracy and the best PSNR over completed trials "

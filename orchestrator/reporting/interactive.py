@@ -57,10 +57,10 @@ def front_figure(trials: pd.DataFrame, front: pd.DataFrame, condition: str) -> g
             fig.add_trace(_points(pruned[pruned["method"] == m], m, faint=True))
         if (done["method"] == m).any():
             fig.add_trace(_points(done[done["method"] == m], m, faint=False))
-    xs, ys = staircase(front)
-    fig.add_trace(
-        go.Scatter(x=xs, y=ys, mode="lines", name="Pareto front", line=dict(color="black", width=1.5), hoverinfo="skip")
-    )
+    for m in methods(front):  # each method's own front (an arm's), in its colour
+        xs, ys = staircase(front[front["method"] == m])
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{label(m)} front",
+                                 line=dict(color=color(m), width=1.5), hoverinfo="skip"))
     fig.update_layout(title=condition, xaxis_title=AXIS_TITLES["psnr"], yaxis_title=AXIS_TITLES["accuracy"], height=450)
     return fig
 
@@ -121,7 +121,9 @@ def vs_kn_figure(best: pd.DataFrame, paper: pd.DataFrame, snr: float) -> go.Figu
 
 def hypervolume_figure(progress: pd.DataFrame) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("by trials finished", "by epochs spent (all trials)"))
-    for i, (condition, p) in enumerate(progress.groupby("condition", sort=False)):
+    single = progress["method"].nunique() <= 1
+    for i, ((condition, method), p) in enumerate(progress.groupby(["condition", "method"], sort=False)):
+        name = condition if single else f"{condition} {label(method)}"
         for col, x in enumerate(("trials_finished", "epochs_spent"), start=1):
             fig.add_trace(
                 go.Scatter(
@@ -129,12 +131,12 @@ def hypervolume_figure(progress: pd.DataFrame) -> go.Figure:
                     y=p["hypervolume"],
                     mode="lines+markers",
                     line_shape="hv",
-                    name=condition,
-                    legendgroup=condition,
+                    name=name,
+                    legendgroup=name,
                     showlegend=col == 1,
                     line=dict(color=_PALETTE[i % len(_PALETTE)]),
                     customdata=p["trial_id"],
-                    hovertemplate=f"{escape(condition)}<br>{x.replace('_', ' ')} %{{x}}<br>hypervolume %{{y:.4f}}"
+                    hovertemplate=f"{escape(name)}<br>{x.replace('_', ' ')} %{{x}}<br>hypervolume %{{y:.4f}}"
                     "<br>after %{customdata}<extra></extra>",
                 ),
                 row=1,

@@ -8,11 +8,15 @@ from __future__ import annotations
 import pandas as pd
 
 from .fronts import compute_budget, conditions, front_table, hypervolumes
+from .gains import method_gains
 from .schema import ReportMeta
 from .views import (
     HYPERVOLUME_PNG,
     front_display,
+    GAINS_NOTE,
     front_png,
+    gains_display,
+    label,
     meta_display,
     pick_display,
     snrs,
@@ -47,32 +51,29 @@ def render_markdown(
     """The whole report as Markdown; figure links are relative to the report's folder."""
     ref = meta.reference
     fronts = front_table(trials)
-    hv = {h["condition"]: h for h in hypervolumes(trials, ref).to_dict("records")}
+    hv = hypervolumes(trials, ref)
     budget = compute_budget(trials)
     out = [
         f"# Study report: {meta.study_name}",
         "",
         md_table(meta_display(meta)),
         "",
-        f"**PSNR** is {meta.psnr_definition}. **Accuracy** is top-1 (a fraction) on the evaluation split after the "
-        "last epoch a trial ran. Fronts rank completed trials only: pruned and failed ones are listed below, "
-        "never ranked.",
+        f"**PSNR** is {meta.psnr_definition}. **Accuracy** is top-1 (a fraction) after the last epoch a trial ran; "
+        f"which images: {meta.scores or 'not recorded'}. Each method has its own front in each condition; "
+        "fronts rank completed trials only: pruned and failed ones are listed below, never ranked.",
         "",
         f"Interactive version: [{html_name}]({html_name}).",
         "",
-        "## Pareto fronts per condition",
+        "## Pareto fronts per condition and method",
     ]
     for condition in conditions(trials):
-        h = hv[condition]
-        out += [
-            "",
-            f"### {condition}",
-            "",
-            f"Trials: {h['n_trials']} ({h['n_completed']} completed, {h['n_pruned']} pruned, {h['n_failed']} failed, "
-            f"{h['n_running']} running). Front: {h['front_size']} trial(s). "
-            f"Hypervolume: **{h['hypervolume']:.4f}** (reference accuracy {ref[0]:g}, PSNR {ref[1]:g} dB).",
-            "",
-        ]
+        out += ["", f"### {condition}", ""]
+        for h in hv[hv["condition"] == condition].to_dict("records"):
+            out.append(
+                f"- {label(h['method'])}: {h['n_trials']} trials ({h['n_completed']} completed, {h['n_pruned']} pruned, "
+                f"{h['n_failed']} failed, {h['n_running']} running); front {h['front_size']} trial(s); "
+                f"hypervolume **{h['hypervolume']:.4f}** (reference accuracy {ref[0]:g}, PSNR {ref[1]:g} dB).")
+        out.append("")
         front = fronts[fronts["condition"] == condition]
         out.append(
             md_table(front_display(front, md_link))
@@ -82,6 +83,7 @@ def render_markdown(
         out += ["", f"![front {condition}]({figures_dir}/{front_png(condition)})"]
     out += [
         "",
+        *gains_section(trials),
         "## Compute",
         "",
         f"Epochs trained: {budget['epochs_run']} of the {budget['epochs_no_pruning']} a run without pruning would need "
@@ -103,3 +105,11 @@ def render_markdown(
     out += [f"- [accuracy and PSNR vs k/n at SNR {s:g} dB]({figures_dir}/{vs_kn_png(s)})" for s in snrs(trials)]
     out += [f"- [hypervolume over time]({figures_dir}/{HYPERVOLUME_PNG})", ""]
     return "\n".join(out)
+
+
+def gains_section(trials: pd.DataFrame) -> list[str]:
+    """The proposed method against each baseline, from the fronts (empty without both)."""
+    gains = method_gains(trials)
+    if gains.empty:
+        return []
+    return ["## Proposed method vs baselines", "", GAINS_NOTE, "", md_table(gains_display(gains)), ""]

@@ -31,12 +31,13 @@ class Column(NamedTuple):
 _TS = pa.timestamp("ms", tz="UTC")
 _KEY = {"required": True, "nullable": False}  # must be present and never null
 _NEEDED = {"required": True}  # must be present, may be null (e.g. no metric for a failed trial)
-_EVAL = "on the evaluation split after the last epoch run; null if none"
+_EVAL = "on the tuning images (the report says which) after the last epoch run; null if none"
 
 COLUMNS: list[Column] = [
     Column("trial_id", pa.string(), "Ray Tune trial id", **_KEY),
     Column("condition", pa.string(), "channel condition, e.g. 'snr20_kn1-12'; fronts are per condition", **_KEY),
     Column("method", pa.string(), "proposed | deepjscc | deepjscc_ft | deepsc", **_KEY),
+    Column("channel", pa.string(), "channel model (awgn | rayleigh | rayleigh_nocsi | tdl), part of the condition"),
     Column("snr_db", pa.float64(), "channel SNR in dB the trial trained and was evaluated at", **_KEY),
     Column("kn_requested", pa.float64(), "bandwidth ratio k/n asked for in the study spec", **_KEY),
     Column("kn_achieved", pa.float64(), "k/n the codec really uses (whole latent channels); plots use it", **_NEEDED),
@@ -58,8 +59,8 @@ COLUMNS: list[Column] = [
     Column("mlflow_run_url", pa.string(), "link to the run in the MLflow UI; empty when there is none", nullable=False),
     Column("start_time", _TS, "when the trial started (UTC)"),
     Column("end_time", _TS, "when the trial finished (UTC); null while running"),
-    Column("test_accuracy", pa.float64(), "top-1 accuracy on the held-out test split, if the trial was tested"),
-    Column("test_psnr", pa.float64(), "PSNR in dB on the held-out test split, if the trial was tested"),
+    Column("final_accuracy", pa.float64(), "top-1 accuracy on the final images, never tuned on; null unless scored"),
+    Column("final_psnr", pa.float64(), "PSNR in dB on the final images, never tuned on; null unless scored"),
 ]
 COLUMN_NAMES = [c.name for c in COLUMNS]
 REQUIRED_COLUMNS = [c.name for c in COLUMNS if c.required]
@@ -148,6 +149,7 @@ class ReportMeta:
     experiment_id: str
     reference: tuple[float, float] = DEFAULT_REFERENCE
     classifier: str = ""  # the downstream model, e.g. "resnet20": CPU-sized studies must say so
+    scores: str = ""  # which images each number comes from (trainables.data.describe_split)
     semtune_version: str = field(default_factory=_semtune_version)
     psnr_definition: str = field(default_factory=_psnr_definition)
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))

@@ -14,7 +14,7 @@ import pandas as pd
 from orchestrator.outcomes import FAILED, PRUNED
 from orchestrator.objectives import METRICS
 
-from .fronts import conditions, rankable
+from .fronts import conditions, methods, rankable
 from .schema import ReportMeta
 
 METHOD_LABELS = {"proposed": "Proposed (CL)", "deepjscc": "DeepJSCC", "deepjscc_ft": "DeepJSCC-ft", "deepsc": "DeepSC"}
@@ -31,12 +31,6 @@ def color(method: str) -> str:
     if method in METHOD_COLORS:
         return METHOD_COLORS[method]
     return _EXTRA_COLORS[sum(map(ord, method)) % len(_EXTRA_COLORS)]  # stable across runs
-
-
-def methods(df: pd.DataFrame) -> list[str]:
-    """Methods present, the four known ones first in a fixed order so colours and legends agree."""
-    present = list(dict.fromkeys(df["method"]))
-    return [m for m in METHOD_LABELS if m in present] + sorted(m for m in present if m not in METHOD_LABELS)
 
 
 def snrs(df: pd.DataFrame) -> list[float]:
@@ -99,6 +93,7 @@ def meta_display(meta: ReportMeta) -> pd.DataFrame:
                 "created (UTC)",
                 "hypervolume reference",
                 "downstream classifier",
+                "scores",
             ],
             "value": [
                 meta.study_name,
@@ -109,6 +104,7 @@ def meta_display(meta: ReportMeta) -> pd.DataFrame:
                 meta.created_at.isoformat(timespec="seconds"),
                 f"accuracy {ref[0]:g}, PSNR {ref[1]:g} dB",
                 classifier_display(meta.classifier),
+                meta.scores or "not recorded",
             ],
         }
     )
@@ -229,3 +225,22 @@ def hover_fields(row) -> list[tuple[str, str]]:
         ("epochs", f"{row['epochs_run']}/{row['epochs_total']}"),
         ("run", row["mlflow_run_id"]),
     ]
+
+
+GAINS_NOTE = ("Best-accuracy member of each method's front per condition (`gains.csv`); gain in accuracy points, "
+              "PSNR cost = baseline PSNR − proposed PSNR. The paper reports up to +56 points over DeepJSCC at "
+              "k/n 1/48, SNR 20 dB.")
+
+
+def gains_display(gains: pd.DataFrame) -> pd.DataFrame:
+    """The gains table (:func:`orchestrator.reporting.gains.method_gains`) for reading."""
+    return pd.DataFrame({
+        "condition": gains["condition"], "k/n": gains["kn_achieved"].map(kn_label),
+        "baseline": gains["baseline"].map(label),
+        "accuracy (proposed / baseline)": [f"{a:.3f} / {b:.3f}" for a, b in
+                                           zip(gains["proposed_accuracy"], gains["baseline_accuracy"])],
+        "gain (points)": gains["accuracy_gain_points"].map(lambda v: f"{v:+.1f}"),
+        "PSNR (proposed / baseline, dB)": [f"{a:.2f} / {b:.2f}" for a, b in
+                                           zip(gains["proposed_psnr"], gains["baseline_psnr"])],
+        "PSNR cost (dB)": gains["psnr_cost_db"].map(lambda v: f"{v:+.2f}"),
+    })

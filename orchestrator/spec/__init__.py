@@ -6,9 +6,10 @@ One pydantic model per section; every problem becomes an ``error: <field path>: 
 
 - :mod:`.yamlio`: safe YAML reading; :mod:`.load`: presets, paths, one-pass validation;
 - :mod:`.study`: the whole spec; :mod:`.sections` and :mod:`.search_space`: its parts;
-- :mod:`.conditions`: the SNR × k/n grid and its names.
+- :mod:`.conditions`: the SNR × k/n grid and its names; :mod:`.arms`: condition × method, searched apart.
 """
 
+from orchestrator.spec.arms import Arm, study_arms
 from orchestrator.spec.conditions import Condition, condition_grid, kn_label
 from orchestrator.spec.load import build_spec, load_spec
 from orchestrator.spec.search_space import Choices, Fixed, FloatRange, IntRange, Param, SearchSpace
@@ -16,7 +17,7 @@ from orchestrator.spec.sections import Budget, Conditions, PrunerSpec, ReportSpe
 from orchestrator.spec.study import StudySpec, base_trial_doc
 
 __all__ = [
-    "Budget", "Choices", "Condition", "Conditions", "Fixed", "FloatRange", "IntRange", "Param", "PrunerSpec",
+    "Arm", "Budget", "Choices", "Condition", "Conditions", "Fixed", "FloatRange", "IntRange", "Param", "PrunerSpec",
     "ReportSpec", "Resources", "SamplerSpec", "SearchSpace", "StudySpec", "base_trial_doc", "build_spec",
-    "condition_grid", "kn_label", "load_spec",
+    "condition_grid", "kn_label", "load_spec", "study_arms",
 ]

@@ -1,4 +1,4 @@
-"""Channel conditions: the SNR × k/n grid of a study, each with a stable, readable name."""
+"""Channel conditions: the channel model × SNR × k/n grid of a study, each with a stable, readable name."""
 
 from __future__ import annotations
 
@@ -23,15 +23,19 @@ def kn_label(kn: float) -> str:
 class Condition:
     snr_db: float
     kn: float
+    channel: str = "awgn"
 
     @property
     def name(self) -> str:
-        return f"snr{self.snr_db:g}_kn{kn_label(self.kn)}"
+        """``snr20_kn1-12`` under AWGN (the paper's channel), ``rayleigh_snr20_kn1-12`` under another model."""
+        base = f"snr{self.snr_db:g}_kn{kn_label(self.kn)}"
+        return base if self.channel == "awgn" else f"{self.channel}_{base}"
 
     def as_config(self) -> dict:
-        return {"condition": self.name, "snr_db": self.snr_db, "kn": self.kn}
+        return {"condition": self.name, "channel_model": self.channel, "snr_db": self.snr_db, "kn": self.kn}
 
 
 def condition_grid(spec: StudySpec) -> list[Condition]:
-    """Every SNR × every k/n, in the order the study file lists them."""
-    return [Condition(float(s), float(k)) for s in spec.conditions.snr_db for k in spec.conditions.kn]
+    """Every channel model × every SNR × every k/n, in the order the study file lists them."""
+    c = spec.conditions
+    return [Condition(float(s), float(k), m) for m in c.channel for s in c.snr_db for k in c.kn]

@@ -11,7 +11,10 @@ import search_spaces
 from orchestrator.spec.search_space import FloatRange
 from orchestrator.spec.study import StudySpec, base_trial_doc
 from orchestrator.spec.yamlio import load_mapping
-from trainables.config import ConfigError, DataConfig, build_trial_config, problems_from_validation_error, resolve_paths
+from trainables.bandwidth import KN_TOLERANCE
+from trainables.config import (
+    CodecConfig, ConfigError, DataConfig, build_trial_config, problems_from_validation_error, resolve_paths,
+)
 
 
 def _trial_problems(trial_doc: dict[str, Any]) -> list[tuple[str, str]]:
@@ -35,6 +38,16 @@ def _image_size(dataset: Any) -> tuple[int, int] | None:
         return DataConfig(image_size=size).image_size
     except ValidationError:
         return None
+
+
+def _kn_tolerance(trial: Any) -> float:
+    """``trial.codec.kn_tolerance`` for the k/n checks; the default when it is absent or itself invalid."""
+    codec = trial.get("codec") if isinstance(trial, dict) else None
+    value = codec.get("kn_tolerance") if isinstance(codec, dict) else None
+    try:
+        return CodecConfig(kn_tolerance=value).kn_tolerance if value is not None else KN_TOLERANCE
+    except ValidationError:
+        return KN_TOLERANCE  # named at trial.codec.kn_tolerance when the trials are built
 
 
 def _with_preset(doc: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +103,8 @@ def build_spec(doc: dict[str, Any], base_dir: Path) -> StudySpec:
     doc, problems = _pinned_paths(_with_preset(doc) if "preset" in doc else doc, base_dir)
     spec = None
     try:
-        spec = StudySpec.model_validate(doc, context={"image_size": _image_size(doc.get("dataset"))})
+        spec = StudySpec.model_validate(doc, context={"image_size": _image_size(doc.get("dataset")),
+                                                      "kn_tolerance": _kn_tolerance(doc.get("trial"))})
         problems += _grid_problems(spec)
     except ValidationError as err:
         problems += problems_from_validation_error(err)

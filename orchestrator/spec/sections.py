@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from orchestrator.objectives import METRICS
 from orchestrator.spec.base import Section
-from trainables.bandwidth import latent_channels
+from trainables.bandwidth import KN_TOLERANCE, latent_channels
+from trainables.config import ChannelConfig
 
 
 def _fraction(v: Any) -> Any:
@@ -27,22 +28,28 @@ def _reachable_kn(v: float, info: ValidationInfo) -> float:
     """k/n in (0, 1] and reachable with whole latent channels for the study's image size."""
     if not 0 < v <= 1:
         raise ValueError(f"k/n must be in (0, 1] (got {v:g})")
-    size = (info.context or {}).get("image_size", (32, 32))
+    context = info.context or {}
+    size = context.get("image_size", (32, 32))
     if size is not None:  # None: an invalid image size, named once at dataset.image_size
-        latent_channels(v, *size)  # raises ValueError with the reason
+        latent_channels(v, *size, tolerance=context.get("kn_tolerance", KN_TOLERANCE))  # raises with the reason
     return v
 
 
 KnRatio = Annotated[float, BeforeValidator(_fraction), AfterValidator(_reachable_kn)]
 
 
-class Conditions(Section):
-    """The channel-condition grid: every SNR × every k/n gets its own Optuna study."""
+CHANNEL_MODELS = get_args(ChannelConfig.model_fields["model"].annotation)  # trainables.channel's models
 
+
+class Conditions(Section):
+    """The channel-condition grid: every channel model × SNR × k/n (× method) gets its own Optuna study."""
+
+    channel: list[Literal[CHANNEL_MODELS]] = Field(
+        ["awgn"], min_length=1, description="channel models (trainables.channel): " + ", ".join(CHANNEL_MODELS))
     snr_db: list[float] = Field(min_length=1)
     kn: list[KnRatio] = Field(min_length=1)
 
-    @field_validator("snr_db", "kn")
+    @field_validator("channel", "snr_db", "kn")
     @classmethod
     def _distinct(cls, v):
         if len(set(v)) != len(v):
@@ -95,7 +102,9 @@ class Budget(Section):
     max_concurrent: int = Field(2, ge=1)
     stage1_epochs: int = Field(ge=1)
     stage2_epochs: int = Field(ge=0)
-    max_failures: int = Field(0, ge=0, description="retries of a trial that raised (node loss…)")
+    max_failures: int = Field(
+        2, ge=0, description="retries of a trial that raised (a lost node, a killed worker), each from its last "
+                             "checkpoint; a diverged loss is deterministic and fails at once, never retried")
 
 
 class Resources(Section):

@@ -58,8 +58,62 @@ class StudySpec(Section):
         return v
 
     def spec_hash(self) -> str:
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        """The study's identity: a hash of what defines the science, not of where it runs.
+
+        The fields in :data:`WHERE_FIELDS` are left out, so a study moved to another folder, run
+        against another tracking server or Ray cluster, or given other resources, is the same study
+        (``semtune run`` resumes it instead of refusing it).
+        """
+        return _digest(science_dump(self))
+
+    def legacy_spec_hash(self) -> str:
+        """The hash of the whole spec, paths and addresses included, as the ``study.json`` of a study
+        started before the hash left them out holds it; used only to recognise such a study again."""
+        return _digest(self.model_dump(mode="json"))
+
+
+# What a study's hash leaves out: where it runs and where its files are, never what it computes.
+# Paths are those `load_spec` pins absolute (they change when a checkout or a study folder moves);
+# the rest are addresses and capacity. A dataset is identified by its name, split and sizes, which
+# stay in the hash; a classifier checkpoint file by its bytes, which stage 0 hashes into the
+# classifier cache key. Each entry is a path of keys into ``model_dump(mode="json")``.
+WHERE_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("storage_path",),          # the study folder's parent
+    ("tracking_uri",),          # the MLflow server's address (the embedded store lives in the folder)
+    ("ray_address",),           # the Ray cluster's address
+    ("resources",),             # CPUs/GPUs per trial: how fast, not what
+    ("budget", "max_concurrent"),
+    ("budget", "max_failures"),  # retries after a lost node
+    ("report",),                # the report's reference point; trials never read it
+    ("dataset", "root"),
+    ("dataset", "search_dirs"),
+    ("trial", "classifier", "search_dirs"),
+    ("trial", "classifier", "cache_dir"),
+)
+# Hashed by kind only: "auto" and null stay as they are, a file path counts as "<file>".
+PATH_OR_KIND_FIELDS: tuple[tuple[str, ...], ...] = (("trial", "classifier", "checkpoint"),)
+
+
+def science_dump(spec: StudySpec) -> dict[str, Any]:
+    """``spec.model_dump(mode="json")`` without :data:`WHERE_FIELDS` (what :meth:`StudySpec.spec_hash` hashes)."""
+    doc = spec.model_dump(mode="json")
+    for keys in WHERE_FIELDS:
+        node = doc
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(keys[-1], None)
+    for keys in PATH_OR_KIND_FIELDS:
+        node = doc
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and node.get(keys[-1]) not in (None, "auto"):
+            node[keys[-1]] = "<file>"
+    return doc
+
+
+def _digest(doc: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 

@@ -2,13 +2,18 @@
 
     <storage_path>/<name>/
         spec.yaml              the validated spec (relative paths already pinned)
-        study.json             spec hash, MLflow parent run, versions, creation time
+        study.json             spec hash, MLflow store and parent run, versions, creation time
         optuna.db              one Optuna study per condition (optuna-dashboard can open it)
         mlflow.db, mlartifacts/  the embedded MLflow store when no tracking_uri is given
         tune/                  Ray Tune's experiment (trials, checkpoints, searcher state)
         scheduler_state.json   the pruning scheduler's rungs (Tune does not checkpoint schedulers)
         classifiers/           the stage-0 classifier cache shared by the trials on this node
         semtune.log            what the libraries logged (trial tracebacks too); the terminal stays quiet
+
+The folder may move (another parent, another machine's mount): everything in it is found from the
+folder a study is run or resumed from, never from a path written when it started. ``study.json``
+says whether the MLflow store is the embedded one, and the embedded store's URI is derived from the
+folder each time the record is read.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,6 +32,10 @@ from orchestrator.spec.study import StudySpec
 
 @dataclass
 class StudyRecord:
+    """``study.json``. ``tracking_uri`` is where the study logs; for the embedded store
+    (``embedded_tracking``) it is the folder's own ``mlflow.db``, resolved when the record is read
+    (the value written is only the one of that time, for people reading the file)."""
+
     name: str
     spec_hash: str
     tracking_uri: str
@@ -35,6 +44,7 @@ class StudyRecord:
     semtune_version: str
     git_commit: str | None
     created: str
+    embedded_tracking: bool = False
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
@@ -78,7 +88,7 @@ class StudyFolder:
 
     @property
     def artifact_location(self) -> str:
-        return (self.path / "mlartifacts").as_uri()
+        return (self.path / "mlartifacts").resolve().as_uri()
 
     @property
     def scheduler_state(self) -> Path:
@@ -103,12 +113,33 @@ class StudyFolder:
         self.spec_file.write_text(f"# written by semtune; spec hash {spec.spec_hash()}\n{text}")
 
     def read_record(self) -> StudyRecord:
-        return StudyRecord(**json.loads(self.record_file.read_text()))
+        """``study.json``, with the embedded MLflow store taken from this folder, wherever it is now:
+        its URI is this folder's ``mlflow.db``, and when the folder moved, its artifact URIs are
+        moved along (:func:`~orchestrator.tracking.study_run.relocate_artifacts`), so that neither a
+        resumed study nor a report writes artifacts under the old place."""
+        doc = json.loads(self.record_file.read_text())
+        known = {f.name for f in fields(StudyRecord)}
+        record = StudyRecord(**{k: v for k, v in doc.items() if k in known})
+        if "embedded_tracking" not in doc:  # written before the flag: the folder's own mlflow.db is embedded
+            record.embedded_tracking = is_own_store(record.tracking_uri, record.name)
+        if record.embedded_tracking:
+            record.tracking_uri = self.embedded_tracking_uri
+            if (self.path / "mlflow.db").is_file():
+                from orchestrator.tracking.study_run import relocate_artifacts  # MLflow's side; imported late
+
+                relocate_artifacts(self.path / "mlflow.db", record.experiment_id, self.artifact_location)
+        return record
 
     def write_record(self, record: StudyRecord) -> None:
         tmp = self.record_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(record), indent=1))
         os.replace(tmp, self.record_file)
+
+
+def is_own_store(tracking_uri: str | None, name: str) -> bool:
+    """Whether ``tracking_uri`` is a study folder's embedded store: ``sqlite:///…/<name>/mlflow.db``
+    (how a ``study.json`` from before ``embedded_tracking`` names it, absolute to where the folder was)."""
+    return bool(tracking_uri) and tracking_uri.startswith("sqlite:") and tracking_uri.endswith(f"/{name}/mlflow.db")
 
 
 def now_iso() -> str:

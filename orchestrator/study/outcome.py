@@ -1,7 +1,7 @@
 """What a study run ends with: the totals, the summary a person reads, and an exit code that means something.
 
-Exit codes: 0 when every condition has a front (at least one completed trial), 1 when a
-condition has none (the most common failure reason is named), 130 when interrupted; bad input
+Exit codes: 0 when every arm (condition × method) has a front (at least one completed trial), 1 when
+an arm has none (the most common failure reason is named), 130 when interrupted; bad input
 and preflight failures exit with 2 before anything starts (see :mod:`orchestrator.cli`).
 """
 
@@ -25,7 +25,7 @@ class StudyOutcome:
     parent_run_id: str
     totals: StudyTotals
     trials_expected: int
-    conditions: list[str]
+    arms: list[str]  # "<condition>/<method>": each must end with a front
     log_file: Path
     interrupted: bool = False  # stopped by Ctrl-C / SIGTERM; ``semtune resume`` continues it
 
@@ -46,14 +46,14 @@ class StudyOutcome:
         return self.totals.epochs_no_pruning
 
     @property
-    def conditions_without_front(self) -> list[str]:
-        return [c for c in self.conditions if not self.totals.front_sizes.get(c)]
+    def arms_without_front(self) -> list[str]:
+        return [c for c in self.arms if not self.totals.front_sizes.get(c)]
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
-        return EXIT_NO_FRONT if self.conditions_without_front else EXIT_OK
+        return EXIT_NO_FRONT if self.arms_without_front else EXIT_OK
 
     def most_common_failure(self) -> tuple[str, int] | None:
         reasons = self.totals.reasons
@@ -74,7 +74,7 @@ def summary_lines(outcome: StudyOutcome) -> list[str]:
         *head,
         f"epochs run: {t.epochs_run} of {t.epochs_no_pruning} without pruning "
         f"({t.saved_fraction:.0%} saved by pruning)",
-        "front sizes: " + ", ".join(f"{k}: {outcome.front_sizes.get(k, 0)}" for k in outcome.conditions),
+        "front sizes: " + ", ".join(f"{k}: {outcome.front_sizes.get(k, 0)}" for k in outcome.arms),
         f"study folder: {outcome.folder}",
         f"MLflow: {outcome.tracking_uri} (experiment {outcome.experiment_id}, parent run {outcome.parent_run_id})",
     ]
@@ -92,10 +92,10 @@ def summary_lines(outcome: StudyOutcome) -> list[str]:
 
 def verdict_line(outcome: StudyOutcome) -> str | None:
     """The one ``error:`` line of a study that did not produce a front in every condition."""
-    missing = outcome.conditions_without_front
+    missing = outcome.arms_without_front
     if outcome.interrupted or not missing:
         return None
-    where = "any condition" if len(missing) == len(outcome.conditions) else ", ".join(missing)
+    where = "any condition and method" if len(missing) == len(outcome.arms) else ", ".join(missing)
     failure = outcome.most_common_failure()
-    why = f"; most common failure ({failure[1]} trials): {failure[0]}" if failure else ""
+    why = f"; most common failure ({failure[1]} trial{'s' * (failure[1] != 1)}): {failure[0]}" if failure else ""
     return f"error: study: no trial completed in {where}, so there is no front{why}"

@@ -79,7 +79,7 @@ def check_dataset(cfg: TrialConfig) -> str:
     from trainables.data.availability import DatasetUnavailable, ensure_dataset
 
     try:
-        return ensure_dataset(cfg.data, cfg.seed, with_test=cfg.data.eval_split == "test" or cfg.data.final_test)
+        return ensure_dataset(cfg.data, with_final=cfg.data.final_score)
     except DatasetUnavailable as err:
         raise _fail("dataset", str(err)) from None
 

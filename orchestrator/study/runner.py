@@ -1,9 +1,11 @@
 """Running a study: preflight, then the spec → one Tune run + MLflow, then the verdict.
 
 ``run_study`` starts a new study or, when the study folder already holds one with the same
-spec, resumes it (``semtune resume`` is the same call from the folder). Ray Tune restores
-its trials and the searchers; the scheduler restores itself from its state file; MLflow runs
-are found again by trial id; orphans of the interruption are closed.
+spec hash (the same science; paths and addresses may differ), resumes it (``semtune resume`` is
+the same call on the folder it is given, also after that folder moved). Ray Tune restores its
+trials and the searchers; the scheduler restores itself from its state file; MLflow runs are
+found again by trial id; orphans of the interruption are closed. Everything a resumed study
+writes goes to the folder it runs from (see :func:`_follow_folder`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import threading
 from pathlib import Path
 
 import ray
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 import orchestrator
 from orchestrator.outcomes import trial_outcome
-from orchestrator.spec import StudySpec, condition_grid, load_spec
+from orchestrator.spec import StudySpec, condition_grid, load_spec, study_arms
 from orchestrator.study.folder import StudyFolder, StudyRecord, git_commit, now_iso
 from orchestrator.study.outcome import StudyOutcome
 from orchestrator.study.preflight import preflight
@@ -28,19 +32,23 @@ from orchestrator.tracking.runs import StudyRun, flatten
 from orchestrator.tracking.study_run import (
     close_leftovers, finish_study_run, mark_interrupted, open_study_run, reopen_study_run, study_totals,
 )
-from orchestrator.tracking.tags import TAG_GIT_COMMIT, TAG_SPEC_HASH, TAG_STUDY_FOLDER, TAG_VERSION
+from orchestrator.tracking.tags import (
+    TAG_GIT_COMMIT, TAG_NOTE, TAG_SCORES, TAG_SPEC_HASH, TAG_STUDY_FOLDER, TAG_VERSION,
+)
 from orchestrator.tune.experiment import build_tuner
 from orchestrator.tune.progress import ProgressView
 from trainables.config import ConfigError
+from trainables.data import describe_split
 
 
 def study_description(spec: StudySpec, folder: StudyFolder) -> str:
     """The parent run's and the experiment's description in the MLflow UI (Markdown)."""
     conditions = ", ".join(c.name for c in condition_grid(spec))
     return (f"semtune study **{spec.name}**: methods {', '.join(spec.methods)}; conditions {conditions}; "
-            f"{spec.budget.trials_per_condition} trials per condition, sampler {spec.sampler.name}, "
+            f"up to {spec.budget.trials_per_condition} trials per condition and method (each its own Optuna study), "
+            f"sampler {spec.sampler.name}, "
             f"pruner {spec.pruner.name}, {spec.budget.stage1_epochs} + {spec.budget.stage2_epochs} epochs per trial. "
-            f"Objectives: accuracy and PSNR (both maximised). Trial runs are nested under this run; compare them "
+            f"Objectives: accuracy and PSNR (both maximised); {describe_split(spec.dataset)}. Trial runs are nested under this run; compare them "
             f"with a chart of `accuracy` against `psnr`. Study folder: `{folder.path}`; "
             f"report: `semtune report {folder.path}` (files under this run's `report/` artifacts).")
 
@@ -52,14 +60,68 @@ def _open_tracking(spec: StudySpec, folder: StudyFolder) -> StudyRecord:
     study = open_study_run(
         uri, spec.name, None if spec.tracking_uri else folder.artifact_location,
         tags={TAG_VERSION: orchestrator.__version__, TAG_SPEC_HASH: spec.spec_hash(),
-              TAG_STUDY_FOLDER: str(folder.path), TAG_GIT_COMMIT: commit},
+              TAG_STUDY_FOLDER: str(folder.path), TAG_GIT_COMMIT: commit,
+              TAG_SCORES: describe_split(spec.dataset)},
         params=dict(flatten("", spec.model_dump(mode="json"))), description=study_description(spec, folder),
         spec_file=str(folder.spec_file))
     record = StudyRecord(name=spec.name, spec_hash=spec.spec_hash(), tracking_uri=uri,
                          experiment_id=study.experiment_id, parent_run_id=study.parent_run_id,
-                         semtune_version=orchestrator.__version__, git_commit=commit, created=now_iso())
+                         semtune_version=orchestrator.__version__, git_commit=commit, created=now_iso(),
+                         embedded_tracking=spec.tracking_uri in (None, folder.embedded_tracking_uri))
     folder.write_record(record)
     return record
+
+
+def _resumed_record(spec: StudySpec, folder: StudyFolder) -> StudyRecord:
+    """``study.json`` of the study in ``folder``, checked against ``spec`` (same science, same MLflow
+    store), with the tracking URI it is resumed with: the folder's own ``mlflow.db`` for the embedded
+    store, ``spec.tracking_uri`` for a server (which may have a new address)."""
+    record = folder.read_record()
+    if record.spec_hash not in (spec.spec_hash(), spec.legacy_spec_hash()):
+        raise ConfigError([("name", f"a different study named {spec.name!r} already exists in {folder.path}; "
+                                    "choose another name or storage_path")])
+    if record.embedded_tracking:
+        if spec.tracking_uri and spec.tracking_uri != folder.embedded_tracking_uri:
+            raise ConfigError([("tracking_uri", f"study {spec.name!r} logs to the embedded MLflow store in its "
+                                                f"folder ({folder.path / 'mlflow.db'}); omit tracking_uri to resume it")])
+    elif not spec.tracking_uri:
+        raise ConfigError([("tracking_uri", f"study {spec.name!r} logs to the MLflow server {record.tracking_uri}; "
+                                            "set tracking_uri to it (or to its new address) to resume it")])
+    else:
+        record.tracking_uri = spec.tracking_uri
+    return record
+
+
+def _follow_folder(spec: StudySpec, folder: StudyFolder, record: StudyRecord) -> None:
+    """A resumed study continues in ``folder``, wherever that is now, with the addresses of ``spec``.
+
+    Its parent run must be found in the tracking store. ``spec.yaml`` and ``study.json`` are
+    rewritten (same spec hash; the current storage path, addresses and resources). When the folder
+    moved, the parent run's folder tag and description name the new place; the embedded store's
+    artifact URIs already followed it when ``study.json`` was read (:meth:`StudyFolder.read_record`),
+    and Tune's restored searcher, scheduler and callbacks are the folder's (:func:`build_tuner`).
+    """
+    client = MlflowClient(record.tracking_uri)
+    try:
+        parent = client.get_run(record.parent_run_id)
+    except MlflowException as err:
+        raise ConfigError([("tracking_uri", f"{record.tracking_uri} does not hold the parent run "
+                                            f"{record.parent_run_id} of study {spec.name!r} "
+                                            f"({str(err).splitlines()[0]})")]) from None
+    was = parent.data.tags.get(TAG_STUDY_FOLDER)
+    if was != str(folder.path):
+        if was:
+            print(f"semtune: the study folder moved from {was}; the study continues in {folder.path}",
+                  file=sys.stderr)
+        note = study_description(spec, folder)
+        client.set_tag(record.parent_run_id, TAG_STUDY_FOLDER, str(folder.path))
+        client.set_tag(record.parent_run_id, TAG_NOTE, note)
+        client.set_experiment_tag(record.experiment_id, TAG_NOTE, note)
+    if parent.data.tags.get(TAG_SPEC_HASH) != spec.spec_hash():  # a study from before the hash left out paths
+        client.set_tag(record.parent_run_id, TAG_SPEC_HASH, spec.spec_hash())
+    folder.write_spec(spec)
+    record.spec_hash = spec.spec_hash()
+    folder.write_record(record)
 
 
 def connect_ray(spec: StudySpec) -> None:
@@ -87,26 +149,27 @@ def _stop_gracefully_on_sigterm():
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_study(spec: StudySpec, verbose: bool = False) -> StudyOutcome:
-    folder = StudyFolder.for_spec(spec)
+def run_study(spec: StudySpec, verbose: bool = False, folder: StudyFolder | None = None) -> StudyOutcome:
+    """Run ``spec`` in ``folder`` (default ``<storage_path>/<name>``), or resume the study it holds."""
+    folder = folder or StudyFolder.for_spec(spec)
+    if Path(spec.storage_path) != folder.path.parent:  # e.g. resumed from a folder that moved
+        spec = spec.model_copy(update={"storage_path": str(folder.path.parent)})
     resuming = folder.exists()
     if resuming:
-        record = folder.read_record()
-        if record.spec_hash != spec.spec_hash():
-            raise ConfigError([("name", f"a different study named {spec.name!r} already exists in {folder.path}; "
-                                        "choose another name or storage_path")])
+        record = _resumed_record(spec, folder)
     with study_log(folder.log_file, verbose):
         preflight(spec, folder, record.tracking_uri if resuming else None, connect=connect_ray)  # creates nothing
         if resuming:
             print(f"semtune: resuming study {spec.name!r} from {folder.path}", file=sys.stderr)
+            _follow_folder(spec, folder, record)
         else:
             folder.write_spec(spec)
             record = _open_tracking(spec, folder)
         study = StudyRun(record.tracking_uri, record.experiment_id, record.parent_run_id, spec.name)
         reopen_study_run(study)
-        conditions = condition_grid(spec)
-        expected = spec.budget.trials_per_condition * len(conditions)
-        progress = ProgressView([c.name for c in conditions], spec.budget.trials_per_condition,
+        arms = study_arms(spec)
+        expected = sum(a.trials for a in arms)
+        progress = ProgressView({a.name: a.trials for a in arms},
                                 epochs_per_trial=spec.budget.stage1_epochs + spec.budget.stage2_epochs)
         # CheckpointConfig(num_to_keep=1) makes Tune snapshot the experiment at every trial checkpoint, on
         # purpose: a resumed study then finds each trial's latest epoch. Tune warns about that each time.
@@ -127,11 +190,11 @@ def run_study(spec: StudySpec, verbose: bool = False) -> StudyOutcome:
         if not interrupted:
             finish_study_run(study, totals)
     return StudyOutcome(folder.path, record.tracking_uri, record.experiment_id, record.parent_run_id, totals,
-                        expected, [c.name for c in conditions], folder.log_file, interrupted)
+                        expected, [a.name for a in arms], folder.log_file, interrupted)
 
 
 def resume_study(study_dir: str | Path, verbose: bool = False) -> StudyOutcome:
-    folder = StudyFolder(Path(study_dir))
+    folder = StudyFolder(Path(study_dir).expanduser().resolve())  # the folder given, wherever it is now
     if not folder.exists():
         raise ConfigError([("STUDY_DIR", f"{folder.path} is not a semtune study folder (no study.json)")])
-    return run_study(load_spec(folder.spec_file), verbose=verbose)
+    return run_study(load_spec(folder.spec_file), verbose=verbose, folder=folder)

@@ -22,8 +22,8 @@ from orchestrator.spec import Condition
 from orchestrator.study.folder import StudyFolder
 from orchestrator.tracking.runs import StudyRun, child_runs, run_url
 from orchestrator.tracking.tags import (
-    KIND_STUDY, TAG_CONDITION, TAG_KIND, TAG_METHOD, TAG_PRUNED_AT, TAG_REASON, TAG_SPEC_HASH, TAG_STATUS,
-    TAG_STUDY_FOLDER, TAG_TRIAL, TAG_VERSION,
+    KIND_STUDY, TAG_CONDITION, TAG_KIND, TAG_METHOD, TAG_PRUNED_AT, TAG_REASON, TAG_SCORES, TAG_SPEC_HASH,
+    TAG_STATUS, TAG_STUDY_FOLDER, TAG_TRIAL, TAG_VERSION,
 )
 from trainables.config import ConfigError
 
@@ -125,17 +125,19 @@ def _number(text: str | None, kind=float):
         return None
 
 
-def _spec_fallbacks(parent_params: dict[str, str]) -> tuple[dict[str, tuple[float, float]], dict[str, int]]:
-    """Condition name -> (SNR, k/n), and epoch budgets, from the spec: for trials that failed
+def _spec_fallbacks(parent_params: dict[str, str]) -> tuple[dict[str, tuple[float, float, str]], dict[str, int]]:
+    """Condition name -> (SNR, k/n, channel model), and epoch budgets, from the spec: for trials that failed
     before logging their own params (the driver then records them with tags only)."""
     try:
-        grid = [Condition(float(s), float(k)) for s in ast.literal_eval(parent_params.get("conditions.snr_db", "[]"))
+        grid = [Condition(float(s), float(k), m)
+                for m in ast.literal_eval(parent_params.get("conditions.channel", "['awgn']"))
+                for s in ast.literal_eval(parent_params.get("conditions.snr_db", "[]"))
                 for k in ast.literal_eval(parent_params.get("conditions.kn", "[]"))]
     except (ValueError, SyntaxError):
         grid = []
     s1 = _number(parent_params.get("budget.stage1_epochs"), int) or 0
     s2 = _number(parent_params.get("budget.stage2_epochs"), int) or 0
-    return {c.name: (c.snr_db, c.kn) for c in grid}, {"deepjscc": s1, "*": s1 + s2}
+    return {c.name: (c.snr_db, c.kn, c.channel) for c in grid}, {"deepjscc": s1, "*": s1 + s2}
 
 
 def _time(ms: int | None):
@@ -155,9 +157,10 @@ def trial_row(run, tracking_uri: str, experiment_id: str, fallbacks) -> dict:
     elif status not in STATUSES:  # e.g. a run closed by hand: fall back on MLflow's own status
         status = FAILED if run.info.status in ("FAILED", "KILLED") else RUNNING
     row = {k: _number(params.get(k)) for k in _FLOAT_PARAMS}
-    snr, kn = conditions.get(condition, (None, None))
+    snr, kn, channel = conditions.get(condition, (None, None, None))
     row.update(
         trial_id=tags.get(TAG_TRIAL), condition=condition, method=method,
+        channel=params.get("channel") or channel or "awgn",  # runs before channel models were logged: AWGN
         snr_db=row["snr_db"] if row["snr_db"] is not None else snr,
         kn_requested=row["kn_requested"] if row["kn_requested"] is not None else kn,
         kn_achieved=metrics.get("kn_achieved", row["kn_achieved"]),
@@ -168,7 +171,7 @@ def trial_row(run, tracking_uri: str, experiment_id: str, fallbacks) -> dict:
         status=status, pruned_at_epoch=_number(tags.get(TAG_PRUNED_AT), int), failure_reason=tags.get(TAG_REASON),
         mlflow_run_id=run.info.run_id, mlflow_run_url=run_url(tracking_uri, experiment_id, run.info.run_id),
         start_time=_time(run.info.start_time), end_time=None if status == RUNNING else _time(run.info.end_time),
-        test_accuracy=metrics.get("test_accuracy"), test_psnr=metrics.get("test_psnr"),
+        final_accuracy=metrics.get("final_accuracy"), final_psnr=metrics.get("final_psnr"),
     )
     return row
 
@@ -192,6 +195,7 @@ def collect(source: StudySource) -> CollectedStudy:
         experiment_id=source.experiment_id,
         reference=reference if None not in reference else DEFAULT_REFERENCE,
         classifier=p.get("trial.classifier.arch", "resnet56"),  # the TrialConfig default when the spec is silent
+        scores=parent.data.tags.get(TAG_SCORES, ""),
         **meta_args,  # the version that ran the study: it produced the rows
     )
     return CollectedStudy(source, trials, meta, {r.info.run_id: dict(r.data.tags) for r in runs})

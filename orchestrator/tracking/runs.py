@@ -105,6 +105,8 @@ class TrialRun:
             if run.info.status != "RUNNING":
                 client.update_run(run.info.run_id, status="RUNNING")
             client.set_tag(run.info.run_id, TAG_STATUS, RUNNING)
+            if TAG_REASON in run.data.tags:  # a retry after a lost node: the last attempt's failure is history
+                client.delete_tag(run.info.run_id, TAG_REASON)
             history = client.get_metric_history(run.info.run_id, "epoch")
             last = int(max((m.step for m in history), default=0))
         return cls(client, run.info.run_id, last)

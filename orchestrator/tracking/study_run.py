@@ -7,8 +7,11 @@ running any code of its own and a worker that dies cannot end its run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from mlflow.entities import Metric
@@ -21,7 +24,8 @@ from orchestrator.tracking.runs import (
     StudyRun, as_params, child_runs, find_trial_run, finish_run, get_or_create_experiment, trial_tags,
 )
 from orchestrator.tracking.tags import (
-    KIND_STUDY, TAG_CONDITION, TAG_EXPERIMENT_KIND, TAG_KIND, TAG_NOTE, TAG_PARENT, TAG_REASON, TAG_STATUS, TAG_TRIAL,
+    KIND_STUDY, TAG_CONDITION, TAG_EXPERIMENT_KIND, TAG_KIND, TAG_METHOD, TAG_NOTE, TAG_PARENT, TAG_REASON, TAG_STATUS,
+    TAG_TRIAL,
     TRAINING_EXPERIMENT,
 )
 
@@ -41,6 +45,49 @@ def open_study_run(tracking_uri: str, name: str, artifact_location: str | None, 
     client.log_batch(run.info.run_id, params=as_params(params))
     client.log_artifact(run.info.run_id, spec_file)
     return StudyRun(tracking_uri, experiment_id, run.info.run_id, name)
+
+
+# The columns where MLflow 3.17's SQL store keeps absolute artifact URIs (checked on a store holding a
+# run's artifacts and a logged model); the registry's tables are not used by semtune.
+_ARTIFACT_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                     ("logged_models", "artifact_location"))
+
+
+def relocate_artifacts(db_file: Path, experiment_id: str, artifact_root: str) -> str | None:
+    """Point the embedded store's artifact URIs at ``artifact_root`` after the study folder moved.
+
+    MLflow writes the experiment's artifact location as an absolute URI, and copies it into every
+    run's and logged model's row; a sqlite store makes a relative location absolute against the
+    working directory, and ``mlflow-artifacts:`` needs a server, so neither survives a move, and
+    MLflow has no call to change them. Left alone, a resumed study would log its artifacts under
+    the old folder (recreating it) and could not read the moved ones. The rows are rewritten in one
+    transaction, only those under the experiment's old location; returns that location, or
+    ``None`` when it already is ``artifact_root``.
+    """
+    with contextlib.closing(sqlite3.connect(db_file, timeout=60)) as db, db:
+        try:
+            row = db.execute("SELECT artifact_location FROM experiments WHERE experiment_id = ?",
+                             (int(experiment_id),)).fetchone()
+        except sqlite3.OperationalError:  # not (yet) an MLflow store: nothing to move
+            return None
+        if row is None or row[0] == artifact_root:
+            return None
+        old = row[0].rstrip("/")
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for table, column in _ARTIFACT_COLUMNS:
+            if table in tables:
+                db.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                           f"WHERE {column} = ? OR substr({column}, 1, ?) = ?",
+                           (artifact_root, len(old) + 1, old, len(old) + 1, old + "/"))
+    # MLflow caches each run's artifact repository per process (by run id, with the old URI): drop
+    # it, in case this process used the store before the move (best effort; a private cache).
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    cache = getattr(tracking_utils, "_artifact_repos_cache", None)
+    if hasattr(cache, "clear"):
+        cache.clear()
+    log.info("study folder moved: MLflow artifact URIs under %s now point under %s", old, artifact_root)
+    return old
 
 
 def reopen_study_run(study: StudyRun) -> None:
@@ -102,7 +149,7 @@ class StudyTotals:
     """What the study's trial runs add up to, read back from MLflow (the source of truth)."""
 
     counts: dict[str, int]  # status -> trials
-    front_sizes: dict[str, int]  # condition -> members of its first front
+    front_sizes: dict[str, int]  # arm ('<condition>/<method>') -> members of its first front
     epochs_run: int
     epochs_no_pruning: int  # what the same trials would have run without pruning
     epochs_saved_by_pruning: int  # the budget left unrun by pruned trials only (failures save nothing)
@@ -131,7 +178,8 @@ def study_totals(study: StudyRun) -> StudyTotals:
             reason = run.data.tags[TAG_REASON]
             reasons[reason] = reasons.get(reason, 0) + 1
         if status == COMPLETED:
-            points.setdefault(run.data.tags.get(TAG_CONDITION), []).append(
+            arm = f"{run.data.tags.get(TAG_CONDITION)}/{run.data.tags.get(TAG_METHOD)}"
+            points.setdefault(arm, []).append(
                 [run.data.metrics.get(m, float("nan")) for m in METRICS])
     fronts = {c: int(nondominated_mask(p).sum()) for c, p in points.items()}
     return StudyTotals(counts, fronts, run_epochs, budget_epochs, saved, reasons)
@@ -144,7 +192,7 @@ def finish_study_run(study: StudyRun, totals: StudyTotals, status: str = "FINISH
         "epochs_run": totals.epochs_run, "epochs_no_pruning": totals.epochs_no_pruning,
         "epochs_saved_fraction": totals.saved_fraction,
         **{f"trials_{s}": n for s, n in totals.counts.items()},
-        **{f"front_size.{c}": n for c, n in totals.front_sizes.items()},
+        **{f"front_size.{a}": n for a, n in totals.front_sizes.items()},
     }
     client.log_batch(study.parent_run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
     client.set_terminated(study.parent_run_id, status=status)
@@ -152,5 +200,5 @@ def finish_study_run(study: StudyRun, totals: StudyTotals, status: str = "FINISH
 
 __all__: Iterable[str] = [
     "StudyTotals", "close_leftovers", "delete_orphans", "finish_study_run", "mark_interrupted", "open_study_run",
-    "record_trial_end", "reopen_study_run", "study_totals",
+    "record_trial_end", "relocate_artifacts", "reopen_study_run", "study_totals",
 ]

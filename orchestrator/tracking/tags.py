@@ -17,6 +17,7 @@ KIND_STUDY, KIND_TRIAL = "study", "trial"
 TAG_VERSION = "semtune.version"
 TAG_SPEC_HASH = "semtune.spec_hash"
 TAG_STUDY_FOLDER = "semtune.study_folder"
+TAG_SCORES = "semtune.scores"  # which images each reported number comes from (data.split)
 
 # -- a trial's run ------------------------------------------------------------------------------
 TAG_TRIAL = "semtune.trial_id"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from ray.tune import Callback
 
-from orchestrator.outcomes import trial_outcome
+from orchestrator.outcomes import TRACEBACK_KEY, trial_outcome
 from orchestrator.tracking.runs import StudyRun
 from orchestrator.tracking.study_run import delete_orphans, record_trial_end
 from orchestrator.tune.errors import error_reason
+
+log = logging.getLogger(__name__)
 
 
 class RunFinalizer(Callback):
@@ -29,6 +33,9 @@ class RunFinalizer(Callback):
             delete_orphans(self.study, {t.trial_id for t in trials})
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        trace = (trial.last_result or {}).get(TRACEBACK_KEY)
+        if trace:  # a failure the trial reported instead of raising: Tune logged nothing
+            log.error("Trial %s failed (not retried: deterministic)\n%s", trial.trial_id, trace)
         self._record(trial, errored=False)
 
     def on_trial_error(self, iteration, trials, trial, **info):

@@ -1,4 +1,4 @@
-"""A live terminal view of a study: trials per condition by state, and the current front size."""
+"""A live terminal view of a study: trials per arm (condition × method) by state, and the current front size."""
 
 from __future__ import annotations
 
@@ -12,49 +12,49 @@ from ray.tune import Callback
 from orchestrator.objectives import METRICS
 from orchestrator.outcomes import BUDGET_KEY, COMPLETED, FAILED, FINISHED, RUNNING, result_epoch, trial_outcome
 from orchestrator.pareto import nondominated_mask
+from orchestrator.spec.arms import ARM_KEY
 
 STATES = (RUNNING, *FINISHED)
 
 
 class StudyProgress:
-    """Counts and fronts per condition, fed by trial events (pure bookkeeping, no I/O)."""
+    """Counts and fronts per arm, fed by trial events (pure bookkeeping, no I/O)."""
 
-    def __init__(self, conditions: list[str], per_condition: int):
-        self.conditions = conditions
-        self.per_condition = per_condition
-        self.state: dict[str, tuple[str, str]] = {}  # trial id -> (condition, state)
-        self.points: dict[str, tuple[str, tuple[float, ...]]] = {}  # completed trial id -> (condition, objectives)
+    def __init__(self, budgets: dict[str, int]):
+        self.budgets = dict(budgets)  # arm name -> trials
+        self.state: dict[str, tuple[str, str]] = {}  # trial id -> (arm, state)
+        self.points: dict[str, tuple[str, tuple[float, ...]]] = {}  # completed trial id -> (arm, objectives)
 
-    def update(self, trial_id: str, condition: str, state: str, result: dict | None = None) -> None:
-        self.state[trial_id] = (condition, state)
+    def update(self, trial_id: str, arm: str, state: str, result: dict | None = None) -> None:
+        self.state[trial_id] = (arm, state)
         if state == COMPLETED and result:
             values = tuple(float(result.get(m, math.nan)) for m in METRICS)
             if all(math.isfinite(v) for v in values):
-                self.points[trial_id] = (condition, values)
+                self.points[trial_id] = (arm, values)
 
-    def counts(self, condition: str) -> dict[str, int]:
+    def counts(self, arm: str) -> dict[str, int]:
         c = defaultdict(int)
-        for cond, st in self.state.values():
-            if cond == condition:
+        for a, st in self.state.values():
+            if a == arm:
                 c[st] += 1
         return c
 
-    def front_size(self, condition: str) -> int:
-        pts = [v for cond, v in self.points.values() if cond == condition]
+    def front_size(self, arm: str) -> int:
+        pts = [v for a, v in self.points.values() if a == arm]
         return int(nondominated_mask(pts).sum()) if pts else 0
 
     def started(self) -> int:
         return len(self.state)
 
     def table(self) -> list[str]:
-        width = max([len("condition")] + [len(c) for c in self.conditions])
-        head = f"{'condition':<{width}}  {'done':>7}  " + "  ".join(f"{s:>9}" for s in STATES) + "  front"
+        width = max([len("condition/method")] + [len(a) for a in self.budgets])
+        head = f"{'condition/method':<{width}}  {'done':>7}  " + "  ".join(f"{s:>9}" for s in STATES) + "  front"
         lines = [head]
-        for cond in self.conditions:
-            c = self.counts(cond)
+        for arm, budget in self.budgets.items():
+            c = self.counts(arm)
             done = sum(c[s] for s in FINISHED)
-            lines.append(f"{cond:<{width}}  {done:>3}/{self.per_condition:<3}  "
-                         + "  ".join(f"{c[s]:>9}" for s in STATES) + f"  {self.front_size(cond):>5}")
+            lines.append(f"{arm:<{width}}  {done:>3}/{budget:<3}  "
+                         + "  ".join(f"{c[s]:>9}" for s in STATES) + f"  {self.front_size(arm):>5}")
         return lines
 
 
@@ -65,9 +65,8 @@ class ProgressView(Callback):
     since this start. The estimate assumes no further pruning, so it is an upper bound.
     """
 
-    def __init__(self, conditions: list[str], per_condition: int, epochs_per_trial: int = 0,
-                 interval_s: float = 15.0, stream=None):
-        self.progress = StudyProgress(conditions, per_condition)
+    def __init__(self, budgets: dict[str, int], epochs_per_trial: int = 0, interval_s: float = 15.0, stream=None):
+        self.progress = StudyProgress(budgets)
         self.epochs_per_trial = epochs_per_trial
         self.interval_s = interval_s
         self.stream = stream
@@ -82,7 +81,7 @@ class ProgressView(Callback):
         return self.stream or sys.stderr
 
     def _mark(self, trial, state, result=None):
-        self.progress.update(trial.trial_id, trial.config.get("condition", "?"), state, result)
+        self.progress.update(trial.trial_id, trial.config.get(ARM_KEY, "?"), state, result)
         self._dirty = True
 
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -129,7 +128,7 @@ class ProgressView(Callback):
         line = f"elapsed {_clock(elapsed)}"
         if self._epochs_now and self.epochs_per_trial:
             p = self.progress
-            unstarted = max(0, p.per_condition * len(p.conditions) - p.started())
+            unstarted = max(0, sum(p.budgets.values()) - p.started())
             running = [tid for tid, (_, state) in p.state.items() if state == RUNNING]
             left = unstarted * self.epochs_per_trial + sum(
                 t - e for e, t in (self._epoch_of.get(tid, (0, self.epochs_per_trial)) for tid in running))

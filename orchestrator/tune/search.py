@@ -1,4 +1,4 @@
-"""Multi-objective search: one Optuna study per channel condition, driven through Ray Tune.
+"""Multi-objective search: one Optuna study per arm (channel condition × method), driven through Ray Tune.
 
 Ray's ``OptunaSearch`` does the asking and telling; this module adds what it lacks here:
 - early-stopped trials are told ``PRUNED`` and errored ones ``FAIL`` (upstream tells both
@@ -7,14 +7,15 @@ Ray's ``OptunaSearch`` does the asking and telling; this module adds what it lac
 - after a restore, Optuna trials that the restored searcher never heard of (asked after the
   last experiment snapshot, before the driver died) are closed as ``FAIL`` instead of
   staying ``RUNNING`` forever;
-- :class:`ConditionRouter` runs one such searcher per condition inside a single Tune run, so
-  every condition shares the cluster concurrently and keeps its own named study.
+- :class:`ArmRouter` runs one such searcher per arm (condition × method, :mod:`orchestrator.spec.arms`)
+  inside a single Tune run, so every arm shares the cluster concurrently and keeps its own named study.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
-import math
 import pickle
 from typing import Any
 
@@ -23,10 +24,10 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-import search_spaces
 from orchestrator.objectives import METRICS, MODES
-from orchestrator.outcomes import objective_values, reached_budget, result_epoch
-from orchestrator.spec import Choices, Condition, FloatRange, IntRange, SamplerSpec, SearchSpace
+from orchestrator.outcomes import FAILURE_KEY, objective_values, reached_budget, result_epoch
+from orchestrator.spec import Arm, Choices, FloatRange, IntRange, SamplerSpec, SearchSpace
+from orchestrator.spec.arms import method_space
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +36,17 @@ log = logging.getLogger(__name__)
 
 
 class SpaceFunction:
-    """Optuna define-by-run space: the method first, then only the parameters that method uses.
+    """Optuna define-by-run space of one method: only the parameters that method uses.
 
     A picklable object (not a closure) because Tune checkpoints the searcher that holds it.
     """
 
-    def __init__(self, space: SearchSpace, methods: list[str]):
-        self.space = space.defined()
-        self.methods = list(methods)
+    def __init__(self, space: SearchSpace, method: str):
+        self.space = method_space(space, method)
+        self.method = method
 
     def __call__(self, trial) -> dict[str, Any]:
-        method = trial.suggest_categorical("method", self.methods) if len(self.methods) > 1 else self.methods[0]
-        out: dict[str, Any] = {"method": method}
-        for name in search_spaces.METHOD_PARAMETERS[method]:
-            if name in self.space:
-                out[name] = self._suggest(trial, name, self.space[name])
-        return out
+        return {"method": self.method, **{name: self._suggest(trial, name, p) for name, p in self.space.items()}}
 
     @staticmethod
     def _suggest(trial, name: str, p) -> Any:
@@ -65,10 +61,10 @@ class SpaceFunction:
         return p.value  # Fixed
 
 
-def grid_of(space: SearchSpace, methods: list[str]) -> dict[str, list]:
+def grid_of(space: SearchSpace, method: str) -> dict[str, list]:
     """The finite grid GridSampler needs; ValueError if a parameter is a continuous range."""
-    grid: dict[str, list] = {"method": list(methods)} if len(methods) > 1 else {}
-    for name, p in space.defined().items():
+    grid: dict[str, list] = {}
+    for name, p in method_space(space, method).items():
         if isinstance(p, Choices):
             grid[name] = list(p.choices)
         elif isinstance(p, IntRange):
@@ -89,7 +85,7 @@ class TunedGridSampler(optuna.samplers.GridSampler):
         pass
 
 
-def build_sampler(spec: SamplerSpec, seed: int, space: SearchSpace, methods: list[str]) -> optuna.samplers.BaseSampler:
+def build_sampler(spec: SamplerSpec, seed: int, space: SearchSpace, method: str) -> optuna.samplers.BaseSampler:
     s = optuna.samplers
     if spec.name == "nsga2":
         return s.NSGAIISampler(population_size=spec.population_size or 50, seed=seed)
@@ -101,10 +97,10 @@ def build_sampler(spec: SamplerSpec, seed: int, space: SearchSpace, methods: lis
         return s.GPSampler(seed=seed, **kw)
     if spec.name == "random":
         return s.RandomSampler(seed=seed)
-    return TunedGridSampler(grid_of(space, methods), seed=seed)
+    return TunedGridSampler(grid_of(space, method), seed=seed)
 
 
-# -- one condition's searcher ---------------------------------------------------------------------
+# -- one arm's searcher ---------------------------------------------------------------------
 
 
 MAX_RESAMPLES = 20  # asks per Tune trial before a repeated configuration is accepted (a tiny space)
@@ -117,7 +113,7 @@ class ParetoOptunaSearch(OptunaSearch):
     NSGA-II hands a parent's genes to a child unchanged often enough that, in a space of a few
     choices, a study of 16 trials ran the same configuration twice, and every trial trains with
     the study's seed, so the repeat only reproduced a known result. A suggestion equal to an
-    earlier trial's of the same condition is told ``FAIL`` (user attribute ``duplicate_of``; every
+    earlier trial's of the same arm is told ``FAIL`` (user attribute ``duplicate_of``; every
     sampler ignores failed trials) and asked again; after :data:`MAX_RESAMPLES` asks the space is
     taken as exhausted and the repeat runs.
     """
@@ -152,7 +148,7 @@ class ParetoOptunaSearch(OptunaSearch):
             self._completed_trials.add(trial_id)
             return
         values = objective_values(result)
-        if error or (result and values is None and reached_budget(result)):
+        if error or (result or {}).get(FAILURE_KEY) or (result and values is None and reached_budget(result)):
             state, values = TrialState.FAIL, None
         elif not reached_budget(result):
             state, values = TrialState.PRUNED, None
@@ -177,33 +173,96 @@ class ParetoOptunaSearch(OptunaSearch):
         return n
 
 
-# -- all conditions in one Tune run ---------------------------------------------------------------
+# -- all arms in one Tune run ---------------------------------------------------------------------
 
 
-class ConditionRouter(Searcher):
-    """Deals trials out to one :class:`ParetoOptunaSearch` per condition, round robin.
+_STORAGE_REF = "semtune:optuna-storage"
 
-    Each condition gets exactly ``trials_per_condition`` suggestions; the condition with the
-    fewest so far goes next, so all conditions progress side by side on the cluster.
+
+class _PicklerWithoutStorage(pickle.Pickler):
+    """Pickles searchers with every ``RDBStorage`` replaced by a reference: the storage's URL is
+    the study folder's path of that time, and unpickling an ``RDBStorage`` connects to it."""
+
+    def persistent_id(self, obj):
+        return _STORAGE_REF if isinstance(obj, optuna.storages.RDBStorage) else None
+
+
+class _UnpicklerWithStorage(pickle.Unpickler):
+    """Reads what :class:`_PicklerWithoutStorage` wrote, binding each reference to ``storage``."""
+
+    def __init__(self, file, storage):
+        super().__init__(file)
+        self._storage = storage
+
+    def persistent_load(self, pid):
+        if pid != _STORAGE_REF:
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+        return self._storage
+
+
+def _without_storage(obj) -> bytes:
+    buffer = io.BytesIO()
+    _PicklerWithoutStorage(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+def _with_storage(data: bytes, storage):
+    return _UnpicklerWithStorage(io.BytesIO(data), storage).load()
+
+
+class ArmRouter(Searcher):
+    """Deals trials out to one :class:`ParetoOptunaSearch` per arm (condition × method).
+
+    Each arm gets exactly its budget of suggestions; the open arm with the fewest so far goes
+    next, so all arms progress side by side on the cluster.
+
+    No pickle of the router holds its Optuna storage, so none holds the study folder's path:
+    :meth:`save` (Tune's searcher snapshot) writes the searchers with a reference in its place,
+    and :meth:`restore` binds them to the storage of the router it restores into, one built for
+    the folder the study runs from now. A router unpickled from ``tuner.pkl`` has no storage and
+    refuses to run; a restored study uses a router of its own (``build_tuner``).
     """
 
-    def __init__(self, conditions: list[Condition], searchers: dict[str, ParetoOptunaSearch],
-                 trials_per_condition: int):
+    def __init__(self, arms: list[Arm], searchers: dict[str, ParetoOptunaSearch],
+                 storage: optuna.storages.BaseStorage | None = None):
         super().__init__(metric=list(METRICS), mode=list(MODES))
-        self.conditions = {c.name: c for c in conditions}
+        self.arms = {a.name: a for a in arms}
         self.searchers = searchers
-        self.trials_per_condition = trials_per_condition
-        self.issued: dict[str, int] = {name: 0 for name in self.conditions}
-        self.owner: dict[str, str] = {}  # Tune trial id -> condition name
+        self.issued: dict[str, int] = {name: 0 for name in self.arms}
+        self.owner: dict[str, str] = {}  # Tune trial id -> arm name
+        # the one Optuna storage of every arm's searcher
+        self.storage = storage if storage is not None else next(
+            (s._storage for s in searchers.values() if s._storage is not None), None)
+
+    def __getstate__(self):
+        # Tune pickles the router with the Tuner (tuner.pkl): without the storage (see the class).
+        return {"without_storage": _without_storage({**self.__dict__, "storage": None})}
+
+    def __setstate__(self, state):
+        if "without_storage" not in state:  # a tuner.pkl written before storages were left out
+            self.__dict__.update(state)
+            self.storage = next((s._storage for s in self.searchers.values() if s._storage is not None), None)
+            return
+        self.__dict__.update(_with_storage(state["without_storage"], None))
+
+    def _check_storage(self) -> None:
+        if self.storage is None:
+            raise RuntimeError("this ArmRouter was unpickled without its Optuna storage (as tuner.pkl holds it); "
+                               "restore Tune's searcher snapshot into a router built for the study folder")
+
+    @property
+    def total_trials(self) -> int:
+        return sum(a.trials for a in self.arms.values())
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # metric and mode are fixed by the study's objectives
 
     def suggest(self, trial_id: str) -> dict | None:
+        self._check_storage()
         if trial_id in self.owner:
             name = self.owner[trial_id]
         else:
-            open_ = [n for n in self.conditions if self.issued[n] < self.trials_per_condition]
+            open_ = [n for n, a in self.arms.items() if self.issued[n] < a.trials]
             if not open_:
                 return Searcher.FINISHED
             name = min(open_, key=lambda n: self.issued[n])
@@ -213,7 +272,7 @@ class ConditionRouter(Searcher):
         if trial_id not in self.owner:
             self.owner[trial_id] = name
             self.issued[name] += 1
-        return {**params, **self.conditions[name].as_config()}
+        return {**params, **self.arms[name].as_config()}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         pass  # multi-objective Optuna has no intermediate values
@@ -227,17 +286,19 @@ class ConditionRouter(Searcher):
         return sum(s.close_orphans() for s in self.searchers.values())
 
     def save(self, checkpoint_path: str) -> None:
-        state = {"issued": self.issued, "owner": self.owner, "trials_per_condition": self.trials_per_condition,
-                 "conditions": self.conditions,
+        self._check_storage()
+        state = {"issued": self.issued, "owner": self.owner, "arms": self.arms,
                  "searchers": {name: s.__dict__.copy() for name, s in self.searchers.items()}}
         with open(checkpoint_path, "wb") as f:
-            pickle.dump(state, f)
+            f.write(_without_storage(state))
 
     def restore(self, checkpoint_path: str) -> None:
+        """Tune's snapshot, bound to this router's storage (a snapshot written before storages were
+        left out holds its own, with the path of that time, and is read as it is)."""
+        self._check_storage()
         with open(checkpoint_path, "rb") as f:
-            state = pickle.load(f)
-        self.issued, self.owner = state["issued"], state["owner"]
-        self.trials_per_condition, self.conditions = state["trials_per_condition"], state["conditions"]
+            state = _with_storage(f.read(), self.storage)
+        self.issued, self.owner, self.arms = state["issued"], state["owner"], state["arms"]
         for name, d in state["searchers"].items():
             self.searchers[name].__dict__.update(d)
         closed = self.close_orphans()
@@ -245,44 +306,25 @@ class ConditionRouter(Searcher):
             log.info("closed %d Optuna trial(s) left RUNNING by the interrupted driver", closed)
 
 
+def arm_seed(seed: int, arm: str) -> int:
+    """The study seed mixed with the arm's name: arms must not all draw the same first configurations."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{arm}".encode()).digest()[:4], "little")
+
+
 def optuna_storage(url: str) -> optuna.storages.RDBStorage:
     """One RDB storage for all the study's Optuna studies (a sqlite file in the study folder)."""
     return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
 
 
-def build_router(spec, conditions: list[Condition], storage_url: str) -> ConditionRouter:
-    """One named Optuna study ``<study>/<condition>`` per condition, all in the same storage."""
+def build_router(spec, arms: list[Arm], storage_url: str) -> ArmRouter:
+    """One named Optuna study ``<study>/<condition>/<method>`` per arm, all in the same storage."""
     storage = optuna_storage(storage_url)
-    methods = list(spec.methods)
     searchers = {}
-    for c in conditions:
-        searchers[c.name] = ParetoOptunaSearch(
-            space=SpaceFunction(spec.search_space, methods),
+    for a in arms:
+        searchers[a.name] = ParetoOptunaSearch(
+            space=SpaceFunction(spec.search_space, a.method),
             metric=list(METRICS), mode=list(MODES),
-            sampler=build_sampler(spec.sampler, spec.seed, spec.search_space, methods),
-            study_name=f"{spec.name}/{c.name}", storage=storage,
-            points_to_evaluate=starting_points(spec) or None,
+            sampler=build_sampler(spec.sampler, arm_seed(spec.seed, a.name), spec.search_space, a.method),
+            study_name=f"{spec.name}/{a.name}", storage=storage,
         )
-    return ConditionRouter(conditions, searchers, spec.budget.trials_per_condition)
-
-
-def starting_points(spec) -> list[dict]:
-    """With several methods, enqueue one trial of each first, so every method is on every plot."""
-    if len(spec.methods) < 2:
-        return []
-    points = []
-    for method in spec.methods:
-        point: dict[str, Any] = {"method": method}
-        for name in search_spaces.METHOD_PARAMETERS[method]:
-            p = spec.search_space.defined().get(name)
-            if isinstance(p, FloatRange):
-                if p.kn_choice:
-                    point[f"{name}_is_kn"] = True
-                else:
-                    point[name] = math.sqrt(p.low * p.high) if p.log else (p.low + p.high) / 2
-            elif isinstance(p, IntRange):
-                point[name] = p.low
-            elif isinstance(p, Choices):
-                point[name] = p.choices[0]
-        points.append(point)
-    return points[: spec.budget.trials_per_condition]
+    return ArmRouter(arms, searchers, storage)

@@ -7,6 +7,7 @@ checkpoint through :class:`TuneReporter`.
 
 from __future__ import annotations
 
+import math
 import shutil
 import traceback
 from dataclasses import dataclass, field
@@ -17,7 +18,8 @@ import ray
 from ray import tune
 
 import search_spaces
-from orchestrator.outcomes import BUDGET_KEY, COMPLETED, Outcome
+from orchestrator.objectives import METRICS
+from orchestrator.outcomes import BUDGET_KEY, COMPLETED, FAILURE_KEY, TRACEBACK_KEY, Outcome
 from orchestrator.tracking.runs import StudyRun, TrialRun, finish_run, flatten
 from orchestrator.tracking.tags import TAG_NODE_ID
 from orchestrator.tune.errors import failure_reason
@@ -39,7 +41,8 @@ def trial_config(ctx: TrialContext, config: dict[str, Any]) -> TrialConfig:
     method = config["method"]
     loss = {k: config[k] for k in search_spaces.SEARCHABLE if k in config}
     doc = search_spaces.merge(ctx.base_docs[method], {
-        "codec": {"kn": config["kn"]}, "channel": {"snr_db": config["snr_db"]}, "loss": loss,
+        "codec": {"kn": config["kn"]}, "loss": loss,
+        "channel": {"snr_db": config["snr_db"], "model": config.get("channel_model", "awgn")},
     })
     if ctx.classifier_cache:
         doc = search_spaces.merge(doc, {"classifier": {"cache_dir": ctx.classifier_cache}})
@@ -52,7 +55,8 @@ def run_params(cfg: TrialConfig, config: dict[str, Any]) -> dict[str, Any]:
     used = search_spaces.METHOD_PARAMETERS[cfg.method]
     searched = {"alpha1": cfg.alpha1, "alpha2": cfg.loss.alpha2, "tau": cfg.loss.tau, "proj_dim": cfg.loss.proj_dim}
     head = {
-        "condition": config["condition"], "method": cfg.method, "snr_db": cfg.channel.snr_db,
+        "condition": config["condition"], "method": cfg.method, "channel": cfg.channel.model,
+        "snr_db": cfg.channel.snr_db,
         "kn_requested": cfg.codec.kn, "kn_achieved": round(cfg.kn_achieved, 6),
         **{name: searched[name] for name in search_spaces.SEARCHABLE if name in used},
         BUDGET_KEY: cfg.total_epochs,
@@ -86,7 +90,7 @@ class TuneReporter:
 
 def semtune_trainable(config: dict[str, Any], context: TrialContext) -> None:
     """The function Tune runs for every trial of a study."""
-    from trainables.training import run_trial
+    from trainables.training import TrialDiverged, run_trial
 
     trial_id = tune.get_context().get_trial_id()
     cfg = trial_config(context, config)
@@ -95,7 +99,13 @@ def semtune_trainable(config: dict[str, Any], context: TrialContext) -> None:
     run.set_tags(**{TAG_NODE_ID: ray.get_runtime_context().get_node_id()}, **context.extra_tags)  # this attempt
     try:
         run_trial(cfg, TuneReporter(run))
-    except Exception as err:
+    except TrialDiverged as err:  # deterministic: reported as failed, so that Tune does not retry it
+        trace = traceback.format_exc()
+        run.fail(failure_reason(err), trace)
+        tune.report({**{m: math.nan for m in METRICS},  # Tune checks that every result has the metrics
+                     FAILURE_KEY: failure_reason(err), TRACEBACK_KEY: trace})
+        return
+    except Exception as err:  # maybe transient (a lost node): raised, so Tune retries up to max_failures
         run.fail(failure_reason(err), traceback.format_exc())
         raise
     # The driver decides completed vs. pruned (a stopped trial never gets here); a trial

@@ -112,11 +112,11 @@ def test_reader_rejects_foreign_parquet(tmp_path, trials):
 def test_report_md_lists_conditions_fronts_hypervolumes_and_stopped_trials(report, trials):
     text = report["report_md"].read_text()
     assert META.psnr_definition in text and META.spec_hash in text
-    for condition, group in trials.groupby("condition"):
+    for (condition, method), group in trials.groupby(["condition", "method"]):  # one front per method
         assert f"### {condition}" in text
         done = group[group["status"] == "completed"]
         hv = hypervolume(done[["accuracy", "psnr"]].to_numpy(), META.reference)
-        assert f"Hypervolume: **{hv:.4f}**" in text
+        assert f"hypervolume **{hv:.4f}**" in text
     for _, row in front_table(trials).iterrows():
         assert row["mlflow_run_id"] in text
         if row["mlflow_run_url"]:

@@ -50,10 +50,13 @@ def test_ranks_only_completed_finite_trials(trials):
     assert (ranked["pareto_rank"].dropna() >= 1).all()
 
 
-def test_ranks_are_per_condition(trials):
+ARM = ["condition", "method"]  # each method has its own front in each condition
+
+
+def test_ranks_are_per_condition_and_method(trials):
     ranked = rank_trials(trials)
-    for condition, group in ranked[_finite_completed(ranked)].groupby("condition"):
-        alone = rank_trials(trials[trials["condition"] == condition])
+    for (condition, method), group in ranked[_finite_completed(ranked)].groupby(["condition", "method"]):
+        alone = rank_trials(trials[(trials["condition"] == condition) & (trials["method"] == method)])
         assert alone.loc[group.index, "pareto_rank"].tolist() == group["pareto_rank"].tolist()
 
 
@@ -63,8 +66,8 @@ def test_ranks_do_not_depend_on_the_index(trials):
     expected = rank_trials(trials).set_index("trial_id")["pareto_rank"]
     got = rank_trials(shuffled).set_index("trial_id")["pareto_rank"]
     pd.testing.assert_series_equal(got.loc[expected.index], expected)
-    assert hypervolumes(shuffled, REF).set_index("condition")["hypervolume"].to_dict() == pytest.approx(
-        hypervolumes(trials, REF).set_index("condition")["hypervolume"].to_dict()
+    assert hypervolumes(shuffled, REF).set_index(ARM)["hypervolume"].to_dict() == pytest.approx(
+        hypervolumes(trials, REF).set_index(ARM)["hypervolume"].to_dict()
     )
 
 
@@ -80,35 +83,37 @@ def test_front_members_have_rank_one_and_nothing_dominates_them(trials):
     assert (front["pareto_rank"] == 1).all()
     done = trials[_finite_completed(trials)]
     for _, f in front.iterrows():
-        same = done[done["condition"] == f["condition"]]
+        same = done[(done["condition"] == f["condition"]) & (done["method"] == f["method"])]
         better = (same["accuracy"] >= f["accuracy"]) & (same["psnr"] >= f["psnr"])
         strictly = (same["accuracy"] > f["accuracy"]) | (same["psnr"] > f["psnr"])
         assert not (better & strictly).any()
 
 
 def test_hypervolumes_equal_an_independent_recomputation(trials):
-    table = hypervolumes(trials, REF).set_index("condition")
-    for condition, group in trials.groupby("condition"):
+    table = hypervolumes(trials, REF).set_index(ARM)
+    front = front_table(trials)
+    for arm, group in trials.groupby(ARM):
         done = group[_finite_completed(group)]
-        assert table.loc[condition, "hypervolume"] == pytest.approx(
+        assert table.loc[arm, "hypervolume"] == pytest.approx(
             hypervolume(done[["accuracy", "psnr"]].to_numpy(), REF)
         )
-        assert table.loc[condition, "n_completed"] == (group["status"] == "completed").sum()
-        assert table.loc[condition, "n_pruned"] == (group["status"] == "pruned").sum()
-        assert table.loc[condition, "n_failed"] == (group["status"] == "failed").sum()
-        assert table.loc[condition, "front_size"] == (front_table(trials)["condition"] == condition).sum()
+        assert table.loc[arm, "n_completed"] == (group["status"] == "completed").sum()
+        assert table.loc[arm, "n_pruned"] == (group["status"] == "pruned").sum()
+        assert table.loc[arm, "n_failed"] == (group["status"] == "failed").sum()
+        assert table.loc[arm, "front_size"] == ((front["condition"] == arm[0]) & (front["method"] == arm[1])).sum()
 
 
 def test_hypervolume_progress_counts_every_finished_trial(trials):
     progress = hypervolume_progress(trials, REF)
-    for condition, p in progress.groupby("condition"):
-        group = trials[(trials["condition"] == condition) & (trials["status"] != "running")].sort_values("end_time")
+    for (condition, method), p in progress.groupby(ARM):
+        group = trials[(trials["condition"] == condition) & (trials["method"] == method)
+                       & (trials["status"] != "running")].sort_values("end_time")
         last = p.iloc[-1]
         upto = group[group["end_time"] <= last["end_time"]]
         assert last["trials_finished"] == len(upto)
         assert last["epochs_spent"] == upto["epochs_run"].sum()  # pruned and failed epochs included
         assert last["hypervolume"] == pytest.approx(
-            hypervolumes(trials, REF).set_index("condition").loc[condition, "hypervolume"]
+            hypervolumes(trials, REF).set_index(ARM).loc[(condition, method), "hypervolume"]
         )
         assert (np.diff(p["hypervolume"]) >= -1e-12).all() and (np.diff(p["trials_finished"]) > 0).all()
         assert len(p) == len(group)  # every finished trial is a step; only completed ones can raise it
@@ -182,7 +187,7 @@ def test_pick_says_none_when_nothing_qualifies(trials):
 def test_conform_names_missing_columns_and_fills_optional_ones(trials):
     with pytest.raises(ValueError, match=r"misses required columns \['psnr', 'status'\]"):
         conform(trials.drop(columns=["psnr", "status"]))
-    slim = conform(trials.drop(columns=["test_accuracy", "tau", "end_time"]))
+    slim = conform(trials.drop(columns=["final_accuracy", "tau", "end_time"]))
     assert list(slim.columns) == [c.name for c in COLUMNS]
     assert slim["tau"].isna().all()
 
@@ -218,3 +223,25 @@ def test_paper_points_are_the_stated_values():
     assert points["source"].str.len().gt(10).all()
     assert set(points.loc[points["derived"], "method"]) == {"deepsc", "deepjscc"}
     assert paper_points(5.0).empty  # the text states no 5 dB values
+
+
+def test_gains_compare_each_methods_best_accuracy_front_member(trials):
+    """The headline table, recomputed by brute force: the highest-accuracy completed trial of each method
+    in a condition is always on that method's front, so its accuracy and PSNR are the comparison."""
+    from orchestrator.reporting.gains import method_gains
+
+    gains = method_gains(trials).set_index(["condition", "baseline"])
+    done = trials[_finite_completed(trials)]
+    expected = 0
+    for condition, group in done.groupby("condition"):
+        best = {m: g.sort_values(["accuracy", "psnr"], ascending=False).iloc[0] for m, g in group.groupby("method")}
+        if "proposed" not in best:
+            continue
+        for baseline, b in best.items():
+            if baseline == "proposed":
+                continue
+            expected += 1
+            row, p = gains.loc[(condition, baseline)], best["proposed"]
+            assert row["accuracy_gain_points"] == pytest.approx(100 * (p["accuracy"] - b["accuracy"]))
+            assert row["psnr_cost_db"] == pytest.approx(b["psnr"] - p["psnr"])
+    assert expected >= 3 and len(gains) == expected

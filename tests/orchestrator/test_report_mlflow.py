@@ -168,7 +168,8 @@ def check_front_models(outcome, fronts_run_ids, cifar_dir) -> None:
 
 
 def pick_lines(stdout: str) -> dict[str, str]:
-    return {line.split(":")[0]: line for line in stdout.splitlines() if line.startswith("snr20_kn")}
+    """Summary lines ``<condition> <method>: …`` by condition (these studies have one method)."""
+    return {line.split()[0]: line for line in stdout.splitlines() if line.startswith("snr20_kn")}
 
 
 def test_report_from_the_sqlite_store_by_folder(sqlite_study, sqlite_report, synthetic_cifar_dir):

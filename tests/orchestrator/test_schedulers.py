@@ -175,7 +175,7 @@ def make_trainable(arms, epochs):
     def trainable(config):
         from ray import tune
 
-        _, acc, psnr = arms[config["arm"]]
+        _, acc, psnr = arms[config["case"]]
         for epoch in range(1, epochs + 1):
             grow = 0.5 + 0.5 * epoch / epochs  # same curve shape for every arm: dominance is per arm
             tune.report({"epoch": epoch, "epochs_total": epochs, "accuracy": acc * grow, "psnr": psnr * grow})
@@ -205,8 +205,8 @@ def test_moasha_in_a_real_tune_run(local_ray, tmp_path):
     tuner = tune.Tuner(
         make_trainable(ARMS, EPOCHS),
         param_space={
-            "arm": tune.grid_search(list(range(len(ARMS)))),
-            "condition": tune.sample_from(lambda config: ARMS[config["arm"]][0]),
+            "case": tune.grid_search(list(range(len(ARMS)))),
+            "condition": tune.sample_from(lambda config: ARMS[config["case"]][0]),
         },
         # one trial at a time: arrival order at the rungs = ARMS; a reused actor starts in ms, not s
         tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=1, reuse_actors=True),
@@ -218,7 +218,7 @@ def test_moasha_in_a_real_tune_run(local_ray, tmp_path):
     stopped = ParetoSuccessiveHalving(max_epochs=EPOCHS, state_path=state).stopped_trials  # as a study reads it
     last = {r.metrics["trial_id"]: (r.config, r.metrics["epoch"]) for r in grid}
     assert len(last) == len(ARMS) and 1 <= len(stopped) < len(ARMS)
-    assert {last[tid][0]["arm"] for tid in stopped} == {2, 4, 5}  # the order of arrival is fixed
+    assert {last[tid][0]["case"] for tid in stopped} == {2, 4, 5}  # the order of arrival is fixed
     for tid, (config, epoch) in last.items():
         assert epoch == stopped.get(tid, EPOCHS)  # stopped ones end at their rung, the others ran out
         if tid in stopped:
@@ -229,7 +229,7 @@ def test_moasha_in_a_real_tune_run(local_ray, tmp_path):
         arms = [i for i, arm in enumerate(ARMS) if arm[0] == condition]
         points = np.array([ARMS[i][1:] for i in arms])
         best = {i for i, p in zip(arms, points) if not any(_dominates(q, p) for q in points)}
-        assert best and all(last[tid][1] == EPOCHS for tid, (c, _) in last.items() if c["arm"] in best)
+        assert best and all(last[tid][1] == EPOCHS for tid, (c, _) in last.items() if c["case"] in best)
 
 
 @pytest.mark.slow
@@ -242,11 +242,11 @@ def test_optuna_pruner_scheduler_in_a_real_tune_run(local_ray, tmp_path):
                                 max_epochs=EPOCHS, storage=url)
     grid = tune.Tuner(
         make_trainable(ARMS, EPOCHS),
-        param_space={"arm": tune.grid_search([0, 2]), "condition": "snr20"},  # good, then dominated
+        param_space={"case": tune.grid_search([0, 2]), "arm": "snr20"},  # good, then dominated; one arm
         tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=1, reuse_actors=True),
         run_config=tune.RunConfig(storage_path=str(tmp_path), name="median", verbose=0),
     ).fit()
-    epochs = {r.config["arm"]: r.metrics["epoch"] for r in grid}
+    epochs = {r.config["case"]: r.metrics["epoch"] for r in grid}
     assert not grid.errors and epochs == {0: EPOCHS, 2: 1}
     shadow = optuna.load_study(study_name="study/snr20/pruning", storage=url)
     assert [t.state for t in shadow.trials] == [TrialState.COMPLETE, TrialState.PRUNED]

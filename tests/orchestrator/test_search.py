@@ -13,7 +13,7 @@ from orchestrator.spec import SearchSpace
 
 def _searcher(storage_url: str, name: str = "s/c", space: dict | None = None) -> ParetoOptunaSearch:
     space = SearchSpace.model_validate(space or {"alpha1": {"low": 0.1, "high": 0.9}, "tau": {"low": 0.1, "high": 1.0}})
-    return ParetoOptunaSearch(space=SpaceFunction(space, ["proposed"]), metric=list(METRICS), mode=list(MODES),
+    return ParetoOptunaSearch(space=SpaceFunction(space, "proposed"), metric=list(METRICS), mode=list(MODES),
                               sampler=optuna.samplers.RandomSampler(seed=0), study_name=name,
                               storage=optuna.storages.RDBStorage(storage_url))
 
@@ -28,6 +28,7 @@ def _states(storage_url: str, name: str = "s/c") -> dict[str, str]:
     ({"epoch": 1, "epochs_total": 3, "accuracy": 0.5, "psnr": 20.0}, False, "PRUNED"),  # stopped early
     ({"epoch": 3, "epochs_total": 3, "accuracy": float("nan"), "psnr": 20.0}, False, "FAIL"),
     ({"epoch": 2, "epochs_total": 3, "accuracy": 0.5, "psnr": 20.0}, True, "FAIL"),
+    ({"failure_reason": "TrialDiverged: training loss is nan in stage 1"}, False, "FAIL"),  # returned, not raised
 ])
 def test_tune_outcomes_are_told_truthfully(tmp_path, result, error, state):
     url = f"sqlite:///{tmp_path / 'optuna.db'}"

@@ -29,7 +29,7 @@ def tiny_doc(**over) -> dict:
     """A valid, tiny study as plain data (no data or model folders needed to validate it)."""
     doc = {
         "name": "tiny",
-        "dataset": {"train_per_class": 10, "val_per_class": 5},
+        "dataset": {"train_per_class": 10, "tune_per_class": 5},
         "trial": {"codec": {"width": 8}, "classifier": {"arch": "resnet20"}, "stage1": {"lr": 0.003},
                   "stage2": {"lr": 0.001}, "batch_size": 16, "threads": 1},
         "conditions": {"snr_db": [20], "kn": ["1/12", "1/6"]},
@@ -234,7 +234,8 @@ def test_valid_edge_values_are_accepted(tmp_path):
     assert isinstance(spec.search_space.alpha1, Choices) and isinstance(spec.search_space.alpha2, Fixed)
     assert isinstance(spec.search_space.proj_dim, IntRange) and spec.resources.gpu == 2
     assert spec.conditions.kn == [1.0, pytest.approx(0.4)]
-    build_sampler(spec.sampler, spec.seed, spec.search_space, spec.methods)  # the grid really builds
+    for method in spec.methods:  # each arm's grid really builds
+        build_sampler(spec.sampler, spec.seed, spec.search_space, method)
     assert build_spec(with_changes(doc, {"resources.gpu": 0.25}), tmp_path).resources.gpu == 0.25
 
 
@@ -324,7 +325,7 @@ def test_spec_hash_is_stable_and_follows_every_field(tmp_path):
     ]
     hashes = {build_spec(with_changes(doc, c), tmp_path).spec_hash() for c in changed}
     assert len(hashes) == len(changed) and h not in hashes
-    assert build_spec(doc, tmp_path / "other").spec_hash() != h  # storage_path pinned elsewhere
+    assert build_spec(doc, tmp_path / "other").spec_hash() == h  # where it runs is not the science (issue 11)
 
 
 def test_a_written_spec_reads_back_to_the_same_hash(tmp_path):
@@ -421,7 +422,7 @@ def test_validate_in_process_prints_ok_or_error_lines(tmp_path, capsys):
     good = write(tmp_path / "good.yaml", yaml.safe_dump(tiny_doc()))
     assert main(["validate", str(good)]) == 0
     out, err = capsys.readouterr()
-    assert out.startswith("ok: study 'tiny': 2 conditions x 3 trials") and err == ""
+    assert out.startswith("ok: study 'tiny': 2 conditions x methods proposed, 6 trials") and err == ""
     bad = write(tmp_path / "bad.yaml", yaml.safe_dump(with_changes(tiny_doc(), {"seed": -1, "sampler.name": "x"})))
     assert main(["validate", str(bad)]) == 2
     out, err = capsys.readouterr()
@@ -463,3 +464,28 @@ def test_validate_command_in_a_real_process(tmp_path, case):
     assert len(lines) == len([e for e in expected if e.startswith("error: ")]), r.stderr
     for fragment in expected:
         assert fragment in r.stderr, r.stderr
+
+
+def test_each_condition_and_method_is_an_arm_with_its_own_budget(tmp_path):
+    """A method is searched only over the parameters it uses; a finite space caps its trials."""
+    from orchestrator.spec import study_arms
+
+    doc = tiny_doc()
+    doc.update(methods=["proposed", "deepjscc", "deepjscc_ft", "deepsc"],
+               conditions={"channel": ["awgn", "rayleigh"], "snr_db": [20], "kn": ["1/12"]},
+               search_space={"alpha1": {"choices": [0.5, 0.9]}, "alpha2": {"choices": [0.1, 0.5, 0.9]},
+                             "tau": {"low": 0.1, "high": 1.0}})
+    doc["budget"]["trials_per_condition"] = 5
+    arms = study_arms(build_spec(doc, tmp_path))
+    assert [(a.name, a.trials) for a in arms[:4]] == [
+        ("snr20_kn1-12/proposed", 5),  # tau is continuous
+        ("snr20_kn1-12/deepjscc", 1),  # searches nothing
+        ("snr20_kn1-12/deepjscc_ft", 3),  # alpha2 only: 3 choices
+        ("snr20_kn1-12/deepsc", 2),  # alpha1 only (its stage 2 has no L_rec)
+    ]
+    assert [a.name for a in arms[4:]] == [f"rayleigh_snr20_kn1-12/{m}" for m in
+                                          ("proposed", "deepjscc", "deepjscc_ft", "deepsc")]
+    assert arms[5].as_config() == {"arm": "rayleigh_snr20_kn1-12/deepjscc", "condition": "rayleigh_snr20_kn1-12",
+                                   "channel_model": "rayleigh", "snr_db": 20.0, "kn": 1 / 12, "method": "deepjscc"}
+    with pytest.raises(ConfigError, match="conditions.channel.0"):
+        build_spec({**doc, "conditions": {"channel": ["fading"], "snr_db": [20], "kn": ["1/12"]}}, tmp_path)

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 VALID = {
     "name": "tiny",
     "methods": ["proposed"],
-    "dataset": {"train_per_class": 10, "val_per_class": 5, "image_size": [32, 32], "search_dirs": ["data"]},
+    "dataset": {"train_per_class": 10, "tune_per_class": 5, "image_size": [32, 32], "search_dirs": ["data"]},
     "trial": {"codec": {"width": 8}, "classifier": {"arch": "resnet20", "search_dirs": ["models"]},
               "stage1": {"lr": 0.003}, "stage2": {"lr": 0.001}, "batch_size": 16, "threads": 1},
     "conditions": {"snr_db": [20, 5], "kn": ["1/12", "1/6", 0.25]},

@@ -6,6 +6,8 @@ while the study completes.
 """
 
 
+from pathlib import Path
+
 import optuna
 import pytest
 import ray
@@ -50,8 +52,8 @@ def _check_bookkeeping(outcome, spec):
     assert MlflowClient(outcome.tracking_uri).get_run(outcome.parent_run_id).info.status == "FINISHED"
     by_trial = {r.data.tags["semtune.trial_id"]: r for r in runs}
     studies = _optuna_trials(StudyFolder(outcome.folder))
-    conditions = sorted(f"{spec.name}/snr20_kn{k}" for k in ("1-12", "1-6"))
-    assert sorted(n for n in studies if not n.endswith("/pruning")) == conditions
+    arms = sorted(f"{spec.name}/snr20_kn{k}/{m}" for k in ("1-12", "1-6") for m in spec.methods)
+    assert sorted(n for n in studies if not n.endswith("/pruning")) == arms
     expected_state = {"completed": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
     seen = 0
     for name, trials in studies.items():
@@ -63,7 +65,7 @@ def _check_bookkeeping(outcome, spec):
                 continue
             run = by_trial[t.user_attrs["tune_trial_id"]]
             assert t.state.name == expected_state[run.data.tags["semtune.status"]], (name, t.number)
-            assert run.data.tags["semtune.condition"] == name.split("/")[1]
+            assert [run.data.tags["semtune.condition"], run.data.tags["semtune.method"]] == name.split("/")[1:3]
             seen += 1
     assert seen == n_expected
     return runs
@@ -108,6 +110,9 @@ def test_failing_trial_is_recorded_and_the_study_completes(write_study):
     for r in failed:
         assert r.info.status == "FAILED"
         assert r.data.tags["semtune.failure_reason"].startswith("TrialDiverged: training loss is nan")
+        # a divergence is deterministic: failed at once, never retried (budget.max_failures is 2 by default)
+        trial_dir = Path(r.data.tags["semtune.trial_dir"])
+        assert spec.budget.max_failures == 2 and trial_dir.is_dir() and not list(trial_dir.glob("error*"))
     assert outcome.counts == {"completed": 2, "failed": 2}
 
 
@@ -122,3 +127,43 @@ def test_study_logs_over_http_to_a_real_mlflow_server(write_study, mlflow_server
     client = MlflowClient(mlflow_server)
     arts = [a.path for a in client.list_artifacts(outcome.parent_run_id)]
     assert "spec.yaml" in arts
+
+
+def test_four_methods_under_two_channel_models_each_get_a_front_and_the_gain_table(write_study):
+    """Issue 10: the paper's comparison in one study. Every (condition, method) is its own Optuna study and
+    its own front; the report compares the proposed method with each baseline from those fronts."""
+    import csv
+
+    from orchestrator.cli import main as cli_main
+
+    methods = ["proposed", "deepjscc", "deepjscc_ft", "deepsc"]
+    spec = load_spec(write_study(
+        name="methods", methods=methods,
+        conditions={"channel": ["awgn", "rayleigh"], "snr_db": [20], "kn": ["1/6"]},
+        search_space={"alpha1": {"choices": [0.5, 0.9]}, "alpha2": {"choices": [0.5, 0.9]}, "tau": 0.5},
+        pruner={"name": "none"}, budget={"trials_per_condition": 1, "max_concurrent": 2}))
+    outcome = run_study(spec)
+    assert outcome.exit_code == 0, outcome.front_sizes
+    runs = _trial_runs(outcome)
+    arms = {(r.data.tags["semtune.condition"], r.data.tags["semtune.method"]) for r in runs}
+    assert arms == {(c, m) for c in ("snr20_kn1-6", "rayleigh_snr20_kn1-6") for m in methods}
+    assert len(runs) == 2 * 4  # one trial per arm (study_arms' budgets are checked in test_spec)
+    assert {r.data.params["cfg.channel.model"] for r in runs if r.data.tags["semtune.condition"].startswith("ray")} \
+        == {"rayleigh"}
+    for r in runs:
+        used = {"deepjscc": set(), "deepjscc_ft": {"alpha2"}, "deepsc": {"alpha1"},
+                "proposed": {"alpha1", "alpha2", "tau", "proj_dim"}}[r.data.tags["semtune.method"]]
+        assert used == {k for k in ("alpha1", "alpha2", "tau", "proj_dim") if k in r.data.params}
+    assert all(outcome.front_sizes.get(f"{c}/{m}") for c, m in arms)
+    studies = _optuna_trials(StudyFolder(outcome.folder))
+    assert sorted(studies) == sorted(f"methods/{c}/{m}" for c, m in arms)
+
+    assert cli_main(["report", str(outcome.folder), "--no-models"]) == 0
+    report = outcome.folder / "report"
+    with open(report / "gains.csv") as f:
+        gains = list(csv.DictReader(f))
+    assert {(g["condition"], g["baseline"]) for g in gains} == {
+        (c, m) for c in ("snr20_kn1-6", "rayleigh_snr20_kn1-6") for m in methods[1:]}
+    text = (report / "report.md").read_text()
+    assert "## Proposed method vs baselines" in text and "### rayleigh_snr20_kn1-6" in text
+    assert "the classifier and the codec never saw either" in text  # which images the numbers come from

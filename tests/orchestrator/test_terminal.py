@@ -60,7 +60,9 @@ def test_quiet_terminal_and_the_failing_trial_s_traceback(write_study):
 
 
 def test_a_study_without_a_completed_trial_exits_non_zero(write_study):
-    """Every trial diverges: exit 1, the most common reason in one line, and no epoch counted as saved."""
+    """Every trial diverges: exit 1, the most common reason in one line, and no epoch counted as saved.
+
+    Nothing is searched, so the arm has one configuration and runs one trial (``orchestrator.spec.arms``)."""
     study = write_study(name="allfail", search_space={"alpha1": 0.5, "tau": 1e-40},
                         conditions={"snr_db": [20], "kn": ["1/12"]}, pruner={"name": "none"},
                         budget={"trials_per_condition": 2})
@@ -68,8 +70,8 @@ def test_a_study_without_a_completed_trial_exits_non_zero(write_study):
     assert r.returncode == 1, (r.stdout + r.stderr)[-3000:]
     assert "Traceback" not in r.stdout + r.stderr
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-    assert errors == ["error: study: no trial completed in any condition, so there is no front; most common "
-                      "failure (2 trials): TrialDiverged: training loss is nan in stage 1"], r.stderr
+    assert errors == ["error: study: no trial completed in any condition and method, so there is no front; most common "
+                      "failure (1 trial): TrialDiverged: training loss is nan in stage 1"], r.stderr
     assert "(0% saved by pruning)" in r.stdout
     assert "report:" not in r.stdout  # nothing to report
 
@@ -78,5 +80,5 @@ def test_a_study_without_a_completed_trial_exits_non_zero(write_study):
     assert "Traceback" not in rep.stdout + rep.stderr
     assert [ln for ln in rep.stderr.splitlines() if ln.startswith("error:")] == [
         "error: STUDY: no trial of study 'allfail' completed, so no condition has a front "
-        "(2 trials: 2 failed; most common failure: TrialDiverged: training loss is nan in stage 1)"]
+        "(1 trial: 1 failed; most common failure: TrialDiverged: training loss is nan in stage 1)"]
     assert (folder_of(study) / "report" / "trials.csv").is_file()  # the failures are still tabulated

@@ -134,7 +134,7 @@ def test_trial_on_gpu_trains_with_fused_adam_and_device_generators(synthetic_cif
     from trainables.training import run_trial
 
     cfg = build_trial_config({
-        "data": {"search_dirs": [str(synthetic_cifar_dir)], "train_per_class": 20, "val_per_class": 5, "hflip": True},
+        "data": {"search_dirs": [str(synthetic_cifar_dir)], "train_per_class": 20, "tune_per_class": 5, "hflip": True},
         "classifier": {"arch": "resnet20", "checkpoint": str(random_resnet20_checkpoint)},
         "codec": {"width": 16, "kn": 1 / 6}, "channel": {"train_snr_range_db": [5, 20]},
         "stage1": {"epochs": 1, "lr": 0.003}, "stage2": {"epochs": 1, "lr": 1e-3}, "batch_size": 32,
@@ -158,7 +158,7 @@ def test_resume_on_gpu_continues_the_device_generators(synthetic_cifar_dir, rand
     from trainables.training.checkpoint import load_checkpoint
 
     cfg = build_trial_config({
-        "data": {"search_dirs": [str(synthetic_cifar_dir)], "train_per_class": 20, "val_per_class": 5, "hflip": True},
+        "data": {"search_dirs": [str(synthetic_cifar_dir)], "train_per_class": 20, "tune_per_class": 5, "hflip": True},
         "classifier": {"arch": "resnet20", "checkpoint": str(random_resnet20_checkpoint)},
         "codec": {"width": 16, "kn": 1 / 6}, "channel": {"train_snr_range_db": [5, 20]},
         "stage1": {"epochs": 2, "lr": 0.003}, "stage2": {"epochs": 1, "lr": 1e-3}, "batch_size": 32,

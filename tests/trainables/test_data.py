@@ -38,42 +38,77 @@ def test_per_class_rows_are_disjoint_seeded_and_stratified():
         per_class_rows(labels, (40, 20), seed=0)
 
 
-def test_load_splits_reads_only_the_seeded_per_class_subsets(synthetic_cifar_dir):
-    cfg = DataConfig(search_dirs=(str(synthetic_cifar_dir),), train_per_class=7, val_per_class=3, test_per_class=2)
-    s = load_splits(cfg, seed=0, with_test=True)
-    assert len(s.train) == 70 and len(s.val) == 30 and len(s.test) == 20
-    assert torch.bincount(s.val.labels).tolist() == [3] * 10 and torch.bincount(s.train.labels).tolist() == [7] * 10
-    assert s.train.images.dtype == torch.uint8 and s.train.images.shape[1:] == (3, 32, 32)
-    z = np.load(synthetic_cifar_dir / "train.npz")
-    train_rows = {im.tobytes() for im in z["images"]}
-    assert all(im.permute(1, 2, 0).numpy().tobytes() in train_rows for im in s.val.images)
-    assert not {im.numpy().tobytes() for im in s.val.images} & {im.numpy().tobytes() for im in s.train.images}
-    other = load_splits(cfg, seed=1, with_test=True)
-    assert not torch.equal(other.val.images, s.val.images)  # the seed picks the train/val subsets...
-    assert torch.equal(other.test.images, s.test.images)  # ...but not the test subset (file order)
-    # the test subset is the first N per class in file order
-    z = np.load(synthetic_cifar_dir / "test.npz")
-    rows = per_class_rows(z["labels"], (2,), seed=None)[0]
-    assert torch.equal(s.test.images, torch.from_numpy(z["images"][rows]).permute(0, 3, 1, 2))
-    parquet = load_splits(cfg.model_copy(update={"source": "parquet"}), seed=0, with_test=True)
-    for a, b in ((s.train, parquet.train), (s.val, parquet.val), (s.test, parquet.test)):
+def _rows_of(images: torch.Tensor, file_images: np.ndarray) -> set[int]:
+    """The file rows an image set came from (the synthetic images are all distinct)."""
+    index = {im.tobytes(): i for i, im in enumerate(file_images)}
+    return {index[im.permute(1, 2, 0).numpy().tobytes()] for im in images}
+
+
+@pytest.mark.parametrize("split", ["test_halves", "train_holdout"])
+def test_tuning_final_and_classifier_training_images_are_disjoint(synthetic_cifar_dir, split):
+    """The leak-free contract: the images the classifier and codec train on, the images the search is
+    scored on and the images of the final score share no file row; each set is stratified."""
+    cfg = DataConfig(search_dirs=(str(synthetic_cifar_dir),), split=split, train_per_class=7, tune_per_class=3,
+                     final_per_class=2)
+    s = load_splits(cfg, with_final=True)
+    train_file, test_file = (np.load(synthetic_cifar_dir / f"{f}.npz")["images"] for f in ("train", "test"))
+    rows = {"train": ("train", _rows_of(s.train.images, train_file)),
+            "tune": ("train" if split == "train_holdout" else "test",
+                     _rows_of(s.tune.images, train_file if split == "train_holdout" else test_file)),
+            "final": ("test", _rows_of(s.final.images, test_file))}
+    for a, (fa, ra) in rows.items():
+        for b, (fb, rb) in rows.items():
+            if a < b and fa == fb:
+                assert not ra & rb, f"{a} and {b} share rows of {fa}"
+    assert [len(r) for _, r in rows.values()] == [70, 30, 20]
+    for ds, n in ((s.train, 7), (s.tune, 3), (s.final, 2)):
+        assert torch.bincount(ds.labels).tolist() == [n] * 10
+    # the stage-0 classifier trains on exactly s.train: prepare_stage0 and run_trial read the same rows
+    assert torch.equal(load_splits(cfg, with_final=False).train.images, s.train.images)
+
+
+def test_splits_are_seeded_by_split_seed_not_the_trial(synthetic_cifar_dir):
+    cfg = DataConfig(search_dirs=(str(synthetic_cifar_dir),), train_per_class=7, tune_per_class=3, final_per_class=2)
+    s = load_splits(cfg, with_final=True)
+    assert load_splits(cfg, with_final=False).final is None
+    other = load_splits(cfg.model_copy(update={"split_seed": 1}), with_final=True)
+    assert not torch.equal(other.tune.images, s.tune.images)
+    parquet = load_splits(cfg.model_copy(update={"source": "parquet"}), with_final=True)
+    for a, b in ((s.train, parquet.train), (s.tune, parquet.tune), (s.final, parquet.final)):
         assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    # final_per_class None: every test image the tuning set left
+    rest = load_splits(cfg.model_copy(update={"final_per_class": None}), with_final=True)
+    assert len(rest.tune) + len(rest.final) == len(np.load(synthetic_cifar_dir / "test.npz")["labels"])
+
+
+def test_too_few_images_name_the_fields(synthetic_cifar_dir):
+    cfg = DataConfig(search_dirs=(str(synthetic_cifar_dir),), tune_per_class=40, final_per_class=20)
+    with pytest.raises(ValueError, match=r"test split: class 0 has 50 images.*data.tune_per_class \+ data.final_per_class"):
+        load_splits(cfg, with_final=True)
+
+
+def test_a_pretrained_classifier_cannot_tune_on_training_images():
+    from trainables.config import ConfigError, build_trial_config
+
+    with pytest.raises(ConfigError) as err:
+        build_trial_config({"data": {"split": "train_holdout"}})
+    assert err.value.problems[0][0] == "data.split"
+    ok = build_trial_config({"data": {"split": "train_holdout"},
+                             "classifier": {"checkpoint": None, "finetune_epochs": 1}})
+    assert ok.data.split == "train_holdout"
 
 
 def test_load_splits_from_the_shared_copy(cifar_dir):
-    cfg = DataConfig(search_dirs=(str(cifar_dir),), train_per_class=7, val_per_class=3, test_per_class=2)
-    s = load_splits(cfg, seed=0, with_test=True)
-    assert len(s.train) == 70 and len(s.val) == 30 and len(s.test) == 20
-    assert torch.bincount(s.val.labels).tolist() == [3] * 10
+    cfg = DataConfig(search_dirs=(str(cifar_dir),), train_per_class=7, tune_per_class=3, final_per_class=2)
+    s = load_splits(cfg, with_final=True)
+    assert len(s.train) == 70 and len(s.tune) == 30 and len(s.final) == 20
+    assert torch.bincount(s.tune.labels).tolist() == [3] * 10
     assert s.train.images.dtype == torch.uint8 and s.train.images.shape[1:] == (3, 32, 32)
-    # the test subset is the first N per class in file order (the file is sorted by class)
-    z = np.load(cifar_dir / "test.npz")
-    assert torch.equal(s.test.images[0], torch.from_numpy(z["images"][0]).permute(2, 0, 1))
 
 
 def test_missing_files_with_an_explicit_format_are_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="train.npz"):
-        load_splits(DataConfig(source="npz", root=str(tmp_path)), seed=0, with_test=False)
+        load_splits(DataConfig(source="npz", root=str(tmp_path)), with_final=False)
 
 
 def test_batches_shuffle_with_the_generator_and_flip():

@@ -130,7 +130,7 @@ def test_training_epoch_under_bf16_autocast_runs_with_fp32_losses():
     from trainables.training.plan import stage_plans
     from trainables.training.trial import make_optimizer
 
-    cfg = TrialConfig(codec={"width": 8, "kn": 1 / 6}, classifier={"arch": "resnet20", "checkpoint": None},
+    cfg = TrialConfig(codec={"width": 8, "kn": 1 / 6}, classifier={"arch": "resnet20", "checkpoint": None, "allow_untrained": True},
                       channel={"train_snr_range_db": (5.0, 15.0)}, batch_size=8, device="cpu")
     models, ds, rt = _models(), _images(32), BF16CPU(CPU)
     models.link.channel.train_snr_range_db = (5.0, 15.0)

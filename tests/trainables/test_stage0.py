@@ -16,8 +16,8 @@ from trainables.training.stage0 import prepare_downstream
 
 
 def test_finetuned_classifier_is_cached_by_key_and_reused(synthetic_cifar_dir, tmp_path):
-    data = DataConfig(search_dirs=(str(synthetic_cifar_dir),), train_per_class=4, val_per_class=2)
-    train = load_splits(data, seed=0, with_test=False).train
+    data = DataConfig(search_dirs=(str(synthetic_cifar_dir),), train_per_class=4, tune_per_class=2)
+    train = load_splits(data, with_final=False).train
     rt = pick_runtime("cpu", threads=2)
     cfg = ClassifierConfig(arch="resnet20", checkpoint=None, finetune_epochs=1,
                            finetune_lr=0.01, cache_dir=str(tmp_path / "cache"))
@@ -45,11 +45,38 @@ def test_finetuned_classifier_is_cached_by_key_and_reused(synthetic_cifar_dir, t
 
 def test_no_finetuning_means_the_checkpoint_weights_and_no_cache(synthetic_cifar_dir, random_resnet20_checkpoint,
                                                                  tmp_path):
-    data = DataConfig(search_dirs=(str(synthetic_cifar_dir),), train_per_class=2, val_per_class=1)
-    train = load_splits(data, seed=0, with_test=False).train
+    data = DataConfig(search_dirs=(str(synthetic_cifar_dir),), train_per_class=2, tune_per_class=1)
+    train = load_splits(data, with_final=False).train
     cfg = ClassifierConfig(arch="resnet20", checkpoint=str(random_resnet20_checkpoint),
                            cache_dir=str(tmp_path / "cache"))
     model = prepare_downstream(cfg, data, train, seed=0, rt=pick_runtime("cpu"))
     saved = load_checkpoint(DownstreamModel("resnet20"), random_resnet20_checkpoint)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), saved.state_dict().values()))
     assert not (tmp_path / "cache").exists()
+
+
+def test_the_cache_key_covers_the_data_source_bytes_and_rows(synthetic_cifar_dir, tmp_path):
+    """A classifier fine-tuned on one copy of CIFAR-10 is not reused for another copy or subset."""
+    import shutil
+
+    import numpy as np
+
+    from trainables.training.stage0 import stage0_key
+
+    cfg = ClassifierConfig(arch="resnet20", checkpoint=None, finetune_epochs=1)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("train.npz", "test.npz"):
+        shutil.copy(synthetic_cifar_dir / name, copy / name)
+    base = DataConfig(search_dirs=(str(copy),), source="npz", train_per_class=4)
+    key = stage0_key(cfg, base, 0, None)
+    assert stage0_key(cfg, DataConfig(search_dirs=(str(synthetic_cifar_dir),), source="npz", train_per_class=4),
+                      0, None) == key  # the same bytes elsewhere: the same classifier
+    assert stage0_key(cfg, base.model_copy(update={"train_per_class": 5}), 0, None) != key  # other rows
+    assert stage0_key(cfg, base.model_copy(update={"split_seed": 1}), 0, None) != key
+    assert stage0_key(cfg, base.model_copy(update={"tune_per_class": 7}), 0, None) == key  # test rows: no change
+    with np.load(copy / "train.npz") as z:
+        images, labels = z["images"].copy(), z["labels"]
+    images[0, 0, 0, 0] ^= 1  # another copy of "the same" dataset (a re-encoded JPEG, say)
+    np.savez(copy / "train.npz", images=images, labels=labels)
+    assert stage0_key(cfg, base, 0, None) != key

@@ -28,7 +28,7 @@ def _config(data_dir, classifier_from, **over):
         clf = {"arch": "resnet20", "checkpoint": None, "finetune_epochs": 1, "cache_dir": str(classifier_from)}
     doc = {
         "method": "proposed",
-        "data": {"search_dirs": [str(data_dir)], "train_per_class": 10, "val_per_class": 5},
+        "data": {"search_dirs": [str(data_dir)], "train_per_class": 10, "tune_per_class": 5},
         "classifier": clf,
         "codec": {"width": 8, "kn": 1 / 6},
         "stage1": {"epochs": 1, "lr": 0.003}, "stage2": {"epochs": 1, "lr": 1e-3},
@@ -46,7 +46,7 @@ def test_short_run_learns(synthetic_cifar_dir, tmp_path):
     The ResNet-20 starts from scratch (stage 0: 2 epochs on the clean training images).
     """
     cfg = _config(synthetic_cifar_dir, tmp_path / "stage0",
-                  data={"train_per_class": 100, "val_per_class": 50}, codec={"width": 32, "kn": 1 / 3},
+                  data={"train_per_class": 100, "tune_per_class": 50}, codec={"width": 32, "kn": 1 / 3},
                   classifier={"finetune_backbone": True, "finetune_epochs": 2},
                   stage1={"epochs": 4}, stage2={"epochs": 3},
                   loss={"alpha1": 0.95, "alpha2": 0.9, "tau": 1.0})

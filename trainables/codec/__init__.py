@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-from trainables.channel import AWGNChannel
-from trainables.bandwidth import Bandwidth, latent_channels
+from trainables.channel import Channel
+from trainables.bandwidth import KN_TOLERANCE, Bandwidth, latent_channels
 from trainables.codec.link import LinkOutput, SemanticLink
 from trainables.codec.paper import SemanticDecoder, SemanticEncoder
-from trainables.codec.plain import PlainDecoder, PlainEncoder
+from trainables.codec.plain import ORIGINAL_WIDTHS, PlainDecoder, PlainEncoder
 
-ARCHITECTURES = {
-    "paper": (SemanticEncoder, SemanticDecoder),
-    "plain": (PlainEncoder, PlainDecoder),
-}
+ARCHITECTURES = ("paper", "plain")  # Fig. 1 of the paper; Bourtsoulatze et al.'s DeepJSCC
 
 
-def build_link(arch: str, width: int, kn: float, image_size: tuple[int, int], channel: AWGNChannel) -> SemanticLink:
-    """Encoder + channel + decoder for ``arch`` at the latent width that meets ``kn``."""
+def build_link(arch: str, width: int, kn: float, image_size: tuple[int, int], channel: Channel, *,
+               channel_coding_conv: bool = True, plain_widths: tuple[int, ...] = ORIGINAL_WIDTHS,
+               kn_tolerance: float = KN_TOLERANCE) -> SemanticLink:
+    """Encoder + channel + decoder for ``arch`` at the latent width that meets ``kn``.
+
+    The keywords are the :class:`~trainables.config.CodecConfig` fields of the same names, with
+    their defaults: ``width`` and ``channel_coding_conv`` shape ``paper``, ``plain_widths`` shapes ``plain``.
+    """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown codec architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
-    enc_cls, dec_cls = ARCHITECTURES[arch]
-    c = latent_channels(kn, *image_size).channels
-    return SemanticLink(enc_cls(c, width), dec_cls(c, width), channel)
+    c = latent_channels(kn, *image_size, tolerance=kn_tolerance).channels
+    if arch == "paper":
+        return SemanticLink(SemanticEncoder(c, width, channel_coding_conv), SemanticDecoder(c, width), channel)
+    return SemanticLink(PlainEncoder(c, tuple(plain_widths)), PlainDecoder(c, tuple(plain_widths)), channel)
 
 
 __all__ = [

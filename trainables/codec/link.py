@@ -1,4 +1,4 @@
-"""The whole wireless link: encoder → power normalisation → AWGN → decoder."""
+"""The whole wireless link: encoder → power normalisation → channel → decoder."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trainables.channel import AWGNChannel, normalize_power
+from trainables.channel import Channel, normalize_power
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class LinkOutput:
 
 
 class SemanticLink(nn.Module):
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, channel: AWGNChannel):
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, channel: Channel):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder

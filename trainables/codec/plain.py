@@ -1,12 +1,23 @@
 """The plain convolutional DeepJSCC autoencoder of Bourtsoulatze, Kurka and Gündüz (2019).
 
-Five 5×5 convolutions with PReLU (two of stride 2) and the mirror of transposed convolutions
-ending in a Sigmoid. Kept as the alternative architecture for the DeepJSCC baselines.
+5×5 convolutions with PReLU, the first two of stride 2, then a 5×5 convolution to the latent
+channels; the decoder mirrors them with transposed convolutions ending in a Sigmoid. Kept as the
+alternative architecture for the DeepJSCC baselines. ``widths`` are the hidden convolutions'
+filters (``CodecConfig.plain_widths``); the original's are 16, 32, 32, 32.
 """
 
 from __future__ import annotations
 
 from torch import nn
+
+ORIGINAL_WIDTHS = (16, 32, 32, 32)  # Bourtsoulatze et al. 2019
+
+
+def _strides(widths: tuple[int, ...]) -> list[int]:
+    """Two stride-2 layers make the ×4 downsampling every codec here shares (``bandwidth.DOWNSAMPLING``)."""
+    if len(widths) < 2:
+        raise ValueError(f"the plain codec needs at least 2 hidden widths, one per stride-2 layer (got {widths})")
+    return [2, 2] + [1] * (len(widths) - 2)
 
 
 def _conv(cin, cout, stride):
@@ -20,11 +31,12 @@ def _deconv(cin, cout, stride):
 
 
 class PlainEncoder(nn.Module):
-    def __init__(self, latent_channels: int, width: int = 32):
+    def __init__(self, latent_channels: int, widths: tuple[int, ...] = ORIGINAL_WIDTHS):
         super().__init__()
+        cins = (3, *widths[:-1])
         self.layers = nn.Sequential(
-            _conv(3, width // 2, 2), _conv(width // 2, width, 2), _conv(width, width, 1), _conv(width, width, 1),
-            nn.Conv2d(width, latent_channels, 5, padding=2),
+            *[_conv(cin, cout, s) for cin, cout, s in zip(cins, widths, _strides(widths))],
+            nn.Conv2d(widths[-1], latent_channels, 5, padding=2),
         )
 
     def forward(self, x):
@@ -32,12 +44,14 @@ class PlainEncoder(nn.Module):
 
 
 class PlainDecoder(nn.Module):
-    def __init__(self, latent_channels: int, width: int = 32):
+    def __init__(self, latent_channels: int, widths: tuple[int, ...] = ORIGINAL_WIDTHS):
         super().__init__()
+        strides = _strides(widths)
+        # Mirror of the encoder: layer i (w[i-1] → w[i], stride s[i]) becomes w[i] → w[i-1], stride s[i].
         self.layers = nn.Sequential(
-            _deconv(latent_channels, width, 1), _deconv(width, width, 1), _deconv(width, width, 1),
-            _deconv(width, width // 2, 2),
-            nn.ConvTranspose2d(width // 2, 3, 5, stride=2, padding=2, output_padding=1), nn.Sigmoid(),
+            _deconv(latent_channels, widths[-1], 1),
+            *[_deconv(widths[i], widths[i - 1], strides[i]) for i in range(len(widths) - 1, 0, -1)],
+            nn.ConvTranspose2d(widths[0], 3, 5, stride=2, padding=2, output_padding=1), nn.Sigmoid(),
         )
 
     def forward(self, y):

@@ -13,15 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from trainables.config import DataConfig
-from trainables.data.formats import find_split_file
-from trainables.data.splits import dirs_of, per_class_rows
+from trainables.data.formats import dirs_of, find_split_file
+from trainables.data.splits import rows_in
 
 
 class DatasetUnavailable(RuntimeError):
     """The dataset cannot be found, downloaded or split as asked; the message is one line."""
 
 
-def _labels(cfg: DataConfig, split: str) -> tuple[np.ndarray, str]:
+def read_labels(cfg: DataConfig, split: str) -> tuple[np.ndarray, str]:
+    """The labels of ``split`` (no image decoded) and where they were found, in words."""
     found = find_split_file(split, dirs_of(cfg), cfg.source)
     if found is not None:
         kind, path = found
@@ -48,18 +49,16 @@ def _labels(cfg: DataConfig, split: str) -> tuple[np.ndarray, str]:
     return np.asarray(ds.targets, dtype=np.int64), f"torchvision CIFAR-10 in {root}"
 
 
-def ensure_dataset(cfg: DataConfig, seed: int, with_test: bool = False) -> str:
+def ensure_dataset(cfg: DataConfig, with_final: bool = False) -> str:
     """Where the data was found; raises :class:`DatasetUnavailable` if it cannot be had or split."""
-    labels, where = _labels(cfg, "train")
-    try:
-        per_class_rows(labels, (cfg.val_per_class, cfg.train_per_class), seed)
-    except ValueError as err:
-        raise DatasetUnavailable(f"{where}: {err} (val_per_class + train_per_class)") from None
-    if with_test:
-        test_labels, test_where = _labels(cfg, "test")
-        if cfg.test_per_class:
-            try:
-                per_class_rows(test_labels, (cfg.test_per_class,), None)
-            except ValueError as err:
-                raise DatasetUnavailable(f"{test_where}: {err} (test_per_class)") from None
-    return where
+    found = []
+    for file in ("train", "test"):
+        if file == "test" and cfg.split != "test_halves" and not with_final:
+            continue
+        labels, where = read_labels(cfg, file)
+        try:
+            rows_in(cfg, file, labels)
+        except ValueError as err:
+            raise DatasetUnavailable(f"{where}: {err}") from None
+        found.append(where)
+    return found[0]

@@ -61,6 +61,11 @@ def read_torchvision(root: Path, train: bool, pick: RowPicker | None = None):
     return _to_tensors(ds.data[rows], labels[rows])
 
 
+def dirs_of(cfg) -> list[Path]:
+    """Where split files are looked for, in order: ``search_dirs``, then ``root``."""
+    return [Path(d).expanduser() for d in (*cfg.search_dirs, cfg.root)]
+
+
 def find_split_file(split: str, dirs: list[Path], source: str) -> tuple[str, Path] | None:
     """The first ``{split}.npz`` / ``{split}.parquet`` in ``dirs`` allowed by ``source``."""
     kinds = {"auto": ("npz", "parquet"), "npz": ("npz",), "parquet": ("parquet",)}.get(source, ())
@@ -70,3 +75,12 @@ def find_split_file(split: str, dirs: list[Path], source: str) -> tuple[str, Pat
             if p.is_file():
                 return kind, p
     return None
+
+
+def source_files(cfg, split: str) -> list[Path]:
+    """The files that ``split`` is read from under ``cfg`` (a ``DataConfig``), for checksums."""
+    found = find_split_file(split, dirs_of(cfg), cfg.source)
+    if found is not None:
+        return [found[1]]
+    batches = Path(cfg.root).expanduser() / "cifar-10-batches-py"  # torchvision's layout
+    return [batches / n for n in ([f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"])]

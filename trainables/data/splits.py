@@ -1,9 +1,12 @@
-"""Train / validation / test splits, held as tensors, with seeded per-class subsets.
+"""The three disjoint image sets of a study, held as tensors (see ``DataConfig.split``).
 
-Studies tune on a validation split carved from the training set (seeded, stratified), never
-on test; the test split is evaluated only on demand. Subsets take the first N images of each
-class after a seeded shuffle (train, val) or in file order (test, so that a subset is the
-same whatever the seed).
+- *training* images: the codec's, and a stage-0 classifier's;
+- *tuning* images: scored every epoch; the search and the pruner see only these numbers;
+- *final* images: scored once at the end, on no decision's path.
+
+Which file rows each set takes is a pure function of the labels (:func:`rows_in`), seeded by
+``split_seed`` (not the trial seed: every trial of a study is scored on the same images), so the
+rows can be checked, hashed and tested without decoding a single image.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 import torch
 
 from trainables.config import DataConfig
-from trainables.data.formats import find_split_file, read_npz, read_parquet, read_torchvision
+from trainables.data.formats import dirs_of, find_split_file, read_npz, read_parquet, read_torchvision
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,8 @@ class ImageSet:
 @dataclass(frozen=True)
 class Splits:
     train: ImageSet
-    val: ImageSet
-    test: ImageSet | None
+    tune: ImageSet
+    final: ImageSet | None  # read only when the trial scores it
 
 
 def per_class_rows(labels: np.ndarray, counts: tuple[int | None, ...], seed: int | None) -> tuple[np.ndarray, ...]:
@@ -59,11 +62,6 @@ def per_class_rows(labels: np.ndarray, counts: tuple[int | None, ...], seed: int
     return tuple(np.sort(np.concatenate(p)) for p in picked)
 
 
-def dirs_of(cfg: DataConfig) -> list[Path]:
-    """Where split files are looked for, in order: ``search_dirs``, then ``root``."""
-    return [Path(d).expanduser() for d in (*cfg.search_dirs, cfg.root)]
-
-
 def _read(cfg: DataConfig, split: str, pick) -> tuple[torch.Tensor, torch.Tensor]:
     found = find_split_file(split, dirs_of(cfg), cfg.source)
     if found is not None:
@@ -74,28 +72,61 @@ def _read(cfg: DataConfig, split: str, pick) -> tuple[torch.Tensor, torch.Tensor
     raise FileNotFoundError(f"no {split}.{cfg.source} in {[str(d) for d in dirs_of(cfg)]}")
 
 
-def load_splits(cfg: DataConfig, seed: int, with_test: bool) -> Splits:
-    """Read (and decode) only the rows the config asks for, once."""
-    chosen: dict[str, np.ndarray] = {}
+def rows_in(cfg: DataConfig, file: str, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """The sorted rows of ``file`` (``"train"`` or ``"test"``) that each set takes, by set name.
 
-    def pick_train_val(labels: np.ndarray) -> np.ndarray:
-        val, train = per_class_rows(labels, (cfg.val_per_class, cfg.train_per_class), seed)
-        chosen["val"], chosen["train"] = val, train
-        return np.concatenate([val, train])
+    A file's rows depend on its own labels only, so each file is read once. ``ValueError`` names
+    the fields to change when a class has too few images.
+    """
+    halves, seed = cfg.split == "test_halves", cfg.split_seed
+    sets, counts, fields = {
+        ("train", True): (("train",), (cfg.train_per_class,), "data.train_per_class"),
+        ("train", False): (("tune", "train"), (cfg.tune_per_class, cfg.train_per_class),
+                           "data.tune_per_class + data.train_per_class"),
+        ("test", True): (("tune", "final"), (cfg.tune_per_class, cfg.final_per_class),
+                         "data.tune_per_class + data.final_per_class"),
+        ("test", False): (("final",), (cfg.final_per_class,), "data.final_per_class"),
+    }[(file, halves)]
+    try:
+        return dict(zip(sets, per_class_rows(labels, counts, seed)))
+    except ValueError as err:
+        raise ValueError(f"{file} split: {err} ({fields})") from None
 
-    images, labels = _read(cfg, "train", pick_train_val)
-    n_val = len(chosen["val"])
-    val = ImageSet(images[:n_val], labels[:n_val])
-    train = ImageSet(images[n_val:], labels[n_val:])
-    test = None
-    if with_test:
-        pick_test = (lambda y: per_class_rows(y, (cfg.test_per_class,), None)[0]) if cfg.test_per_class else None
-        test = ImageSet(*_read(cfg, "test", pick_test))
-    _check_size(train, cfg.image_size)
-    return Splits(train=train, val=val, test=test)
+
+def load_splits(cfg: DataConfig, with_final: bool) -> Splits:
+    """Read (and decode) only the rows the sets take; the final images only ``with_final``."""
+    sets: dict[str, ImageSet] = {}
+    for file in ("train", "test"):
+        if file == "test" and cfg.split != "test_halves" and not with_final:
+            continue  # train_holdout tunes on training images: the test file holds only the final ones
+        taken: dict[str, np.ndarray] = {}
+
+        def pick(labels: np.ndarray, file=file, taken=taken) -> np.ndarray:
+            taken.update((k, v) for k, v in rows_in(cfg, file, labels).items() if with_final or k != "final")
+            return np.concatenate(list(taken.values()))
+
+        images, labels = _read(cfg, file, pick)
+        start = 0
+        for name, rows in taken.items():
+            sets[name] = ImageSet(images[start:start + len(rows)], labels[start:start + len(rows)])
+            start += len(rows)
+    _check_size(sets["train"], cfg.image_size)
+    return Splits(train=sets["train"], tune=sets["tune"], final=sets.get("final"))
 
 
 def _check_size(ds: ImageSet, expected: tuple[int, int]) -> None:
     got = tuple(ds.images.shape[-2:])
     if got != tuple(expected):
         raise ValueError(f"data.image_size is {expected} but the images are {got}")
+
+
+def describe_split(cfg: DataConfig) -> str:
+    """Which images every reported number comes from, in one sentence (reports and MLflow say it)."""
+    rest = "the rest" if cfg.final_per_class is None else f"{cfg.final_per_class}/class"
+    if cfg.split == "test_halves":
+        return (f"accuracy, psnr and ssim are on the tuning images ({cfg.tune_per_class}/class of the test split, "
+                f"seed {cfg.split_seed}); final_* on {rest} of the test split; the classifier and the codec "
+                "never saw either")
+    return (f"accuracy, psnr and ssim are on the tuning images ({cfg.tune_per_class}/class carved from the "
+            f"training split, seed {cfg.split_seed}; the classifier trained without them); final_* on {rest} of "
+            "the test split")

@@ -1,4 +1,8 @@
-"""Everything needed to continue a trial bit-for-bit: weights, optimiser, schedule, RNG, position."""
+"""Everything needed to continue a trial bit-for-bit: weights, optimiser, schedule, RNG, position.
+
+The state holds only tensors, dicts, lists, tuples, numbers, strings and None, so it loads with
+``torch.load(weights_only=True)``: opening a checkpoint never runs code that came with the file.
+"""
 
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ def save_checkpoint(directory: Path, state: TrialState, config_json: dict[str, A
 
 
 def load_checkpoint(directory: Path, map_location: torch.device | str = "cpu") -> TrialState:
-    blob = torch.load(Path(directory) / STATE_FILE, map_location=map_location, weights_only=False)
+    blob = torch.load(Path(directory) / STATE_FILE, map_location=map_location, weights_only=True)
     if blob.pop("format", None) != FORMAT_VERSION:
         raise ValueError(f"{directory} is not a semtune checkpoint of format {FORMAT_VERSION}")
     # RNG states must stay CPU ByteTensors whatever the map_location.

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from trainables.classifier.downstream import DownstreamModel
 from trainables.codec import SemanticLink
 from trainables.data import ImageSet, iterate_batches, num_batches
-from trainables.losses import mix, reconstruction_loss, semantic_contrastive_loss
+from trainables.losses import mix, reconstruction_loss, semantic_contrastive_loss, task_loss
 from trainables.metrics import psnr_per_image, ssim_per_image
 from trainables.projection import ProjectionHead
 from trainables.training.device import Runtime
@@ -94,7 +93,7 @@ def train_epoch(models: Models, plan: StagePlan, optimizer: torch.optim.Optimize
                 positives = models.projection(models.downstream.features(x_hat))
                 other = semantic_contrastive_loss(anchors, positives, tau, contrastive)
             elif plan.other == "task":
-                other = F.cross_entropy(models.downstream(x_hat).float(), y)
+                other = task_loss(models.downstream(x_hat), y, plan.ce_class_normalised)
             loss = mix(plan.rec_weight, rec, other)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -5,7 +5,7 @@ One table instead of ``if method == …`` branches scattered through the loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from trainables.config import StageConfig, TrialConfig
@@ -21,6 +21,7 @@ class StagePlan:
     train_projection: bool
     train_classifier: bool  # F_cls
     train_backbone: bool  # F_b
+    ce_class_normalised: bool = False  # L_task times 1/N_cls as eq. 11 prints it (LossConfig.ce_class_normalised)
 
     @property
     def epochs(self) -> int:
@@ -46,7 +47,7 @@ def stage_plans(cfg: TrialConfig) -> tuple[StagePlan, ...]:
                    StagePlan(2, s2, 0.0, "task", train_link=False, train_projection=False, train_classifier=True,
                              train_backbone=bb)),
     }[cfg.method]
-    return tuple(p for p in plans if p.epochs > 0)
+    return tuple(replace(p, ce_class_normalised=cfg.loss.ce_class_normalised) for p in plans if p.epochs > 0)
 
 
 def plan_at(plans: tuple[StagePlan, ...], epoch: int) -> tuple[StagePlan, int]:

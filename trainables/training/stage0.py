@@ -8,6 +8,7 @@ machine (under a file lock) and reused by every trial that shares them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -21,6 +22,9 @@ from trainables.classifier.downstream import DownstreamModel
 from trainables.classifier.pretrained import load_checkpoint, locate_public_checkpoint, sha256_of
 from trainables.config import ClassifierConfig, DataConfig
 from trainables.data import ImageSet, iterate_batches
+from trainables.data.availability import read_labels
+from trainables.data.formats import source_files
+from trainables.data.splits import rows_in
 from trainables.training.device import Runtime
 
 
@@ -36,17 +40,43 @@ def resolve_checkpoint(cfg: ClassifierConfig) -> Path | None:
 
 
 def stage0_key(cfg: ClassifierConfig, data: DataConfig, seed: int, checkpoint: Path | None) -> str:
-    """Hash of everything that determines the prepared classifier."""
+    """Hash of everything that determines the prepared classifier, the images it trains on included."""
     ident = {
         "arch": cfg.arch,
         "checkpoint_sha256": sha256_of(checkpoint) if checkpoint else None,
         "epochs": cfg.finetune_epochs,
         "lr": cfg.finetune_lr,
-        "data": data.model_dump(include={"name", "val_per_class", "train_per_class", "image_size"}),
+        "training_set": training_set_digest(data),
         "seed": seed,
         "recipe": "sgd-momentum0.9-wd5e-4-cosine-hflip-bs128/v1",
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def training_set_digest(data: DataConfig) -> str:
+    """The training images as a hash: the source files' bytes and the rows taken from them.
+
+    A classifier fine-tuned on one copy of CIFAR-10 (say the lossy JPEG one) must not be reused
+    for another copy, nor for another subset of the same file.
+    """
+    labels, _ = read_labels(data, "train")
+    h = hashlib.sha256()
+    for path in source_files(data, "train"):
+        h.update(_file_sha256(str(path), *_stat(path)).encode())
+    h.update(rows_in(data, "train", labels)["train"].astype("<i8").tobytes())
+    h.update(json.dumps(list(data.image_size)).encode())
+    return h.hexdigest()[:16]
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A file's sha256, computed once per process for a given size and modification time."""
+    return sha256_of(Path(path))
 
 
 def finetune(model: DownstreamModel, train: ImageSet, epochs: int, lr: float, seed: int, rt: Runtime) -> None:
@@ -103,6 +133,6 @@ def prepare_stage0(cfg) -> str:
     if cfg.classifier.finetune_epochs == 0:
         return f"{cfg.classifier.arch} from {source}"
     rt = pick_runtime(cfg.device, cfg.threads)
-    train = load_splits(cfg.data, cfg.seed, with_test=False).train.to(rt.device)
+    train = load_splits(cfg.data, with_final=False).train.to(rt.device)
     prepare_downstream(cfg.classifier, cfg.data, train, cfg.seed, rt)
     return f"{cfg.classifier.arch} from {source}, fine-tuned {cfg.classifier.finetune_epochs} epochs (cached)"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from trainables.channel import AWGNChannel
+from trainables.channel import build_channel
 from trainables.codec import build_link
 from trainables.config import TrialConfig
 from trainables.data import load_splits
@@ -29,8 +29,10 @@ EVAL_NOISE_SEED_OFFSET = 7919  # evaluation noise uses seed + this, apart from t
 
 
 def build_models(cfg: TrialConfig, downstream, rt) -> Models:
-    channel = AWGNChannel(cfg.channel.snr_db, cfg.channel.power, cfg.channel.train_snr_range_db)
-    link = build_link(cfg.codec.arch, cfg.codec.width, cfg.codec.kn, cfg.data.image_size, channel)
+    channel = build_channel(cfg.channel)
+    c = cfg.codec
+    link = build_link(c.arch, c.width, c.kn, cfg.data.image_size, channel, channel_coding_conv=c.channel_coding_conv,
+                      plain_widths=c.plain_widths, kn_tolerance=c.kn_tolerance)
     projection = ProjectionHead(downstream.feature_dim, cfg.loss.proj_dim)
     models = Models(link=rt.prepare(link), projection=projection.to(rt.device), downstream=downstream)
     if rt.compile:
@@ -51,10 +53,8 @@ def run_trial(cfg: TrialConfig, reporter: Reporter, progress: Progress | None = 
     """Train and evaluate ``cfg``; report every epoch; return the last epoch's metrics."""
     rt = pick_runtime(cfg.device, cfg.threads)
     torch.manual_seed(cfg.seed)
-    need_test = cfg.data.eval_split == "test" or cfg.data.final_test
-    splits = load_splits(cfg.data, cfg.seed, with_test=need_test)
-    train = splits.train.to(rt.device)
-    eval_set = (splits.test if cfg.data.eval_split == "test" else splits.val).to(rt.device)
+    splits = load_splits(cfg.data, with_final=cfg.data.final_score)
+    train, tune = splits.train.to(rt.device), splits.tune.to(rt.device)
 
     downstream = prepare_downstream(cfg.classifier, cfg.data, train, cfg.seed, rt)
     models = build_models(cfg, downstream, rt)
@@ -89,15 +89,15 @@ def run_trial(cfg: TrialConfig, reporter: Reporter, progress: Progress | None = 
                              f"epoch {epoch}/{cfg.total_epochs} (stage {plan.stage})")
         lr = opt.param_groups[0]["lr"]
         sched.step()
-        scores = evaluate(models, eval_set, cfg.eval_batch_size, cfg.seed + EVAL_NOISE_SEED_OFFSET, rt)
+        scores = evaluate(models, tune, cfg.eval_batch_size, cfg.seed + EVAL_NOISE_SEED_OFFSET, rt)
         metrics = {
             "epoch": epoch, "stage": plan.stage, "stage_epoch": stage_epoch, "epochs_total": cfg.total_epochs,
             **scores, **losses, "lr": lr, "kn_achieved": cfg.kn_achieved, "alpha1": cfg.alpha1,
         }
-        if epoch == cfg.total_epochs and cfg.data.final_test:
-            test = evaluate(models, splits.test.to(rt.device), cfg.eval_batch_size,
-                            cfg.seed + EVAL_NOISE_SEED_OFFSET, rt)
-            metrics.update({f"test_{k}": v for k, v in test.items()})
+        if epoch == cfg.total_epochs and splits.final is not None:
+            final = evaluate(models, splits.final.to(rt.device), cfg.eval_batch_size,
+                             cfg.seed + EVAL_NOISE_SEED_OFFSET, rt)
+            metrics.update({f"final_{k}": v for k, v in final.items()})
         history.append(metrics)
         state = TrialState(
             epoch=epoch, stage=plan.stage,

@@ -14,6 +14,7 @@ import optuna
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from orchestrator.spec import PrunerSpec
+from orchestrator.spec.arms import ARM_KEY  # trials compete only within their arm
 from orchestrator.spec.sections import OPTUNA_PRUNERS, PRUNER_NAMES
 from orchestrator.tune.schedulers.moasha import ParetoSuccessiveHalving
 from orchestrator.tune.schedulers.optuna_pruning import OptunaPrunerScheduler
@@ -30,7 +31,8 @@ def build_scheduler(pruner: PrunerSpec, *, max_epochs: int, storage=None, study_
         return FIFOScheduler()
     if pruner.name == "moasha":
         return ParetoSuccessiveHalving(max_epochs=max_epochs, grace_epochs=pruner.grace_epochs,
-                                       reduction_factor=pruner.reduction_factor, state_path=state_path)
+                                       reduction_factor=pruner.reduction_factor, state_path=state_path,
+                                       group_key=ARM_KEY)
     eta = int(pruner.reduction_factor)
     optuna_pruner = {
         "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(
@@ -43,4 +45,4 @@ def build_scheduler(pruner: PrunerSpec, *, max_epochs: int, storage=None, study_
     }[pruner.name]()
     assert pruner.name in OPTUNA_PRUNERS
     return OptunaPrunerScheduler(optuna_pruner, storage, weights=pruner.scalarization, study_prefix=study_prefix,
-                                 seed=seed)
+                                 seed=seed, group_key=ARM_KEY)

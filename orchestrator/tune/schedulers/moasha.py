@@ -5,7 +5,7 @@ worse in one objective but better in the other must not be cut. This scheduler k
 rungs and quota and replaces the scalar order by non-dominated sorting, as in MO-ASHA
 (Schmucker et al., 2021, https://arxiv.org/abs/2106.12639; Syne Tune's ``MOASHA``).
 
-Decision rule at a rung (all recorded vectors of that rung and condition, the new one included):
+Decision rule at a rung (all recorded vectors of that rung and arm (condition × method), the new one included):
 
 1. order the vectors by Pareto rank (1 = first front, via :func:`orchestrator.pareto.pareto_ranks`),
    then, within a front, by crowding distance (NSGA-II, larger first; a front's end points and
@@ -119,7 +119,7 @@ def write_json_atomic(path: str, payload) -> None:
 
 
 class ParetoSuccessiveHalving(FIFOScheduler):
-    """MO-ASHA: stop a trial at a rung when it is not in the top 1/η of its condition's Pareto order.
+    """MO-ASHA: stop a trial at a rung when it is not in the top 1/η of its arm's Pareto order (condition × method).
 
     Args:
         grace_epochs: first rung; no trial is stopped before it (≥ 1).

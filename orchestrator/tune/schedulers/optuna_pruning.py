@@ -2,8 +2,8 @@
 
 ``OptunaSearch`` hard-codes ``NopPruner`` and Optuna cannot prune multi-objective studies
 (``Trial.report`` raises, optuna issue #3450). To still use ``SuccessiveHalvingPruner``,
-``HyperbandPruner``, ``MedianPruner`` or ``WilcoxonPruner``, every condition gets a *shadow*
-single-objective study ``{study_prefix}/{condition}/pruning`` (maximised) in the study's Optuna
+``HyperbandPruner``, ``MedianPruner`` or ``WilcoxonPruner``, every arm (condition × method) gets a *shadow*
+single-objective study ``{study_prefix}/{arm}/pruning`` (maximised) in the study's Optuna
 storage. Each Tune trial has one shadow trial (user attribute ``tune_trial_id``) that receives
 ``Σ weights[m] · result[m]`` at step ``epoch`` (1-based, so a pruner's ``n_warmup_steps`` /
 ``min_resource`` count epochs); the pruner's verdict stops the Tune trial.
@@ -39,7 +39,7 @@ class OptunaPrunerScheduler(FIFOScheduler):
         storage: Optuna storage or URL (e.g. ``sqlite:///…/optuna.db``); ``None`` keeps the shadow
             studies in memory, which does not survive ``Tuner.restore``.
         weights: metric → weight of the maximised scalar; non-empty, finite, not all zero.
-        study_prefix: shadow studies are named ``f"{study_prefix}/{condition}/pruning"``.
+        study_prefix: shadow studies are named ``f"{study_prefix}/{arm}/pruning"``.
         group_key: config key whose value separates trials that never compete.
         seed: seed of the shadow studies' sampler (nothing is sampled there; reproducibility only).
     """
@@ -98,7 +98,7 @@ class OptunaPrunerScheduler(FIFOScheduler):
 
     @property
     def shadow_trials(self) -> dict[str, tuple[str, int]]:
-        """Tune trial id → (condition, shadow trial number)."""
+        """Tune trial id → (arm, shadow trial number)."""
         self._ensure_loaded()
         storage = self._get_storage()
         return {tid: (g, storage.get_trial(i).number) for tid, (g, i) in self._shadow.items()}
@@ -215,7 +215,7 @@ class OptunaPrunerScheduler(FIFOScheduler):
                 return study, frozen
         new = study.ask()
         new.set_user_attr(TUNE_TRIAL_ATTR, trial.trial_id)
-        new.set_user_attr("condition", group)
+        new.set_user_attr("arm", group)
         self._shadow[trial.trial_id] = (group, new._trial_id)
         self._stopped.pop(trial.trial_id, None)
         return study, self._get_storage().get_trial(new._trial_id)
