@@ -74,6 +74,9 @@ def _pinned_paths(doc: dict[str, Any], base_dir: Path) -> tuple[dict[str, Any], 
             except ConfigError as err:
                 problems += [(path.replace("data", key, 1) if inner else f"{key}.{path}", reason)
                              for path, reason in err.problems]
+    replay = doc.get("replay")
+    if isinstance(replay, str) and "://" not in replay:
+        doc["replay"] = str((base_dir / Path(replay).expanduser()).resolve())
     storage = doc.setdefault("storage_path", StudySpec.model_fields["storage_path"].default)  # the default too
     if isinstance(storage, str) and "://" not in storage:
         try:

@@ -32,6 +32,13 @@ class StudySpec(Section):
     ray_address: str | None = None
     seed: int = Field(0, ge=0, lt=2**32, description="Optuna's samplers take 0 <= seed < 2**32")
     report: ReportSpec = ReportSpec()
+    replay: str | None = Field(
+        None, description="a learning-curve table (Parquet, `python -m bench.curves`): every trial is served from "
+                          "it epoch by epoch instead of trained, through the same Tune run, samplers and pruning "
+                          "(benchmarks of the search); the search space must be the table's grid")
+    mlflow: bool = Field(
+        True, description="log the study and every trial to MLflow; false only for benchmarks: no runs, and "
+                          "`semtune report` has nothing to read")
 
     @field_validator("methods")
     @classmethod
@@ -55,6 +62,13 @@ class StudySpec(Section):
             raise ValidationError.from_exception_data("trial", [
                 InitErrorDetails(type=PydanticCustomError("study_owned", reason), loc=loc, input=v)
                 for loc, reason in errors])
+        return v
+
+    @field_validator("mlflow")
+    @classmethod
+    def _no_server_without_mlflow(cls, v, info):
+        if not v and info.data.get("tracking_uri"):
+            raise ValueError("false, but tracking_uri is set (nothing would be logged there); drop one of them")
         return v
 
     def spec_hash(self) -> str:
@@ -85,13 +99,14 @@ WHERE_FIELDS: tuple[tuple[str, ...], ...] = (
     ("budget", "max_concurrent"),
     ("budget", "max_failures"),  # retries after a lost node
     ("report",),                # the report's reference point; trials never read it
+    ("mlflow",),                # whether MLflow records the trials, not what they compute
     ("dataset", "root"),
     ("dataset", "search_dirs"),
     ("trial", "classifier", "search_dirs"),
     ("trial", "classifier", "cache_dir"),
 )
 # Hashed by kind only: "auto" and null stay as they are, a file path counts as "<file>".
-PATH_OR_KIND_FIELDS: tuple[tuple[str, ...], ...] = (("trial", "classifier", "checkpoint"),)
+PATH_OR_KIND_FIELDS: tuple[tuple[str, ...], ...] = (("trial", "classifier", "checkpoint"), ("replay",))
 
 
 def science_dump(spec: StudySpec) -> dict[str, Any]:

@@ -76,16 +76,18 @@ def summary_lines(outcome: StudyOutcome) -> list[str]:
         f"({t.saved_fraction:.0%} saved by pruning)",
         "front sizes: " + ", ".join(f"{k}: {outcome.front_sizes.get(k, 0)}" for k in outcome.arms),
         f"study folder: {outcome.folder}",
-        f"MLflow: {outcome.tracking_uri} (experiment {outcome.experiment_id}, parent run {outcome.parent_run_id})",
     ]
-    browse = experiment_url(outcome.tracking_uri, outcome.experiment_id)
-    if outcome.tracking_uri.startswith("sqlite:"):
-        lines.append(f"  browse: mlflow ui --backend-store-uri {outcome.tracking_uri}, then open {browse}")
+    if not outcome.tracking_uri:
+        lines.append("MLflow: off (mlflow: false): Tune's results in the study folder are all there is")
     else:
-        lines.append(f"  browse: {browse}")
+        browse = experiment_url(outcome.tracking_uri, outcome.experiment_id)
+        lines += [f"MLflow: {outcome.tracking_uri} (experiment {outcome.experiment_id}, "
+                  f"parent run {outcome.parent_run_id})",
+                  f"  browse: mlflow ui --backend-store-uri {outcome.tracking_uri}, then open {browse}"
+                  if outcome.tracking_uri.startswith("sqlite:") else f"  browse: {browse}"]
     if c.get(FAILED):
         lines.append(f"log (trial tracebacks): {outcome.log_file}")
-    if c.get(COMPLETED):
+    if c.get(COMPLETED) and outcome.tracking_uri:
         lines.append(f"report: semtune report {outcome.folder}")
     return lines
 

@@ -165,21 +165,46 @@ def prepare_stage0(spec: StudySpec, configs: dict[str, TrialConfig]) -> None:
                                         f"{reason}") from None
 
 
+def check_replay_table(spec: StudySpec) -> None:
+    """A replayed study's curve table can be read and holds the study's arms (no dataset needed then)."""
+    from trainables.replay import load_curves
+
+    try:
+        curves = load_curves(spec.replay)
+    except Exception as err:  # missing file, not Parquet, columns missing
+        raise _fail("replay", f"cannot read the curve table {spec.replay} ({type(err).__name__}: "
+                              f"{' '.join(str(err).split())[:200]})") from None
+    recorded = {(k[0], k[1], k[2], k[3]) for k in curves}
+    for c in condition_grid(spec):
+        for m in spec.methods:
+            if (m, c.channel, round(c.snr_db, 9), round(c.kn, 9)) not in recorded:
+                raise _fail("replay", f"the curve table {spec.replay} has no {m} curves for condition {c.name}")
+
+
 def preflight(spec: StudySpec, folder: StudyFolder, tracking_uri: str | None = None,
               connect=None) -> None:
-    """Run every check; ``connect`` joins the Ray cluster (after the cheap checks have passed)."""
+    """Run every check; ``connect`` joins the Ray cluster (after the cheap checks have passed).
+
+    A study without MLflow skips the tracking checks; a replayed one reads its curve table instead
+    of the dataset and the checkpoint, and has no stage 0."""
     uri = tracking_uri or spec.tracking_uri or folder.embedded_tracking_uri
     check_storage(folder)
-    check_tracking(uri)
+    if spec.mlflow:
+        check_tracking(uri)
     configs = method_configs(spec, folder)
-    for cfg in configs.values():
-        check_dataset(cfg)
-        check_checkpoint(cfg)
+    if spec.replay:
+        check_replay_table(spec)
+    else:
+        for cfg in configs.values():
+            check_dataset(cfg)
+            check_checkpoint(cfg)
     if connect is not None:
         connect(spec)
     check_resources(spec)
-    check_tracking_reach(uri)
-    prepare_stage0(spec, configs)
+    if spec.mlflow:
+        check_tracking_reach(uri)
+    if not spec.replay:
+        prepare_stage0(spec, configs)
 
 
-__all__ = ["check_dataset", "check_resources", "check_storage", "check_tracking", "check_tracking_reach", "preflight"]
+__all__ = ["check_dataset", "check_replay_table", "check_resources", "check_storage", "check_tracking", "check_tracking_reach", "preflight"]

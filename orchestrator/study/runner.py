@@ -22,15 +22,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import orchestrator
-from orchestrator.outcomes import trial_outcome
+from orchestrator.outcomes import BUDGET_KEY, objective_values, result_epoch, trial_outcome
 from orchestrator.spec import StudySpec, condition_grid, load_spec, study_arms
+from orchestrator.spec.arms import ARM_KEY
 from orchestrator.study.folder import StudyFolder, StudyRecord, git_commit, now_iso
 from orchestrator.study.outcome import StudyOutcome
 from orchestrator.study.preflight import preflight
 from orchestrator.study.quiet import study_log
 from orchestrator.tracking.runs import StudyRun, flatten
 from orchestrator.tracking.study_run import (
-    close_leftovers, finish_study_run, mark_interrupted, open_study_run, reopen_study_run, study_totals,
+    TrialTally, add_up, close_leftovers, finish_study_run, mark_interrupted, open_study_run, reopen_study_run,
+    study_totals,
 )
 from orchestrator.tracking.tags import (
     TAG_GIT_COMMIT, TAG_NOTE, TAG_SCORES, TAG_SPEC_HASH, TAG_STUDY_FOLDER, TAG_VERSION,
@@ -72,6 +74,15 @@ def _open_tracking(spec: StudySpec, folder: StudyFolder) -> StudyRecord:
     return record
 
 
+def _record_without_mlflow(spec: StudySpec, folder: StudyFolder) -> StudyRecord:
+    """``study.json`` of a study that logs nothing to MLflow (``mlflow: false``): no experiment, no runs."""
+    record = StudyRecord(name=spec.name, spec_hash=spec.spec_hash(), tracking_uri="", experiment_id="",
+                         parent_run_id="", semtune_version=orchestrator.__version__, git_commit=git_commit(),
+                         created=now_iso())
+    folder.write_record(record)
+    return record
+
+
 def _resumed_record(spec: StudySpec, folder: StudyFolder) -> StudyRecord:
     """``study.json`` of the study in ``folder``, checked against ``spec`` (same science, same MLflow
     store), with the tracking URI it is resumed with: the folder's own ``mlflow.db`` for the embedded
@@ -80,7 +91,12 @@ def _resumed_record(spec: StudySpec, folder: StudyFolder) -> StudyRecord:
     if record.spec_hash not in (spec.spec_hash(), spec.legacy_spec_hash()):
         raise ConfigError([("name", f"a different study named {spec.name!r} already exists in {folder.path}; "
                                     "choose another name or storage_path")])
-    if record.embedded_tracking:
+    if not record.tracking_uri or not spec.mlflow:
+        if bool(record.tracking_uri) != spec.mlflow:
+            was = "true" if record.tracking_uri else "false"
+            raise ConfigError([("mlflow", f"study {spec.name!r} was started with mlflow: {was}; resume it with the "
+                                          "same setting")])
+    elif record.embedded_tracking:
         if spec.tracking_uri and spec.tracking_uri != folder.embedded_tracking_uri:
             raise ConfigError([("tracking_uri", f"study {spec.name!r} logs to the embedded MLflow store in its "
                                                 f"folder ({folder.path / 'mlflow.db'}); omit tracking_uri to resume it")])
@@ -161,12 +177,17 @@ def run_study(spec: StudySpec, verbose: bool = False, folder: StudyFolder | None
         preflight(spec, folder, record.tracking_uri if resuming else None, connect=connect_ray)  # creates nothing
         if resuming:
             print(f"semtune: resuming study {spec.name!r} from {folder.path}", file=sys.stderr)
-            _follow_folder(spec, folder, record)
+            if spec.mlflow:
+                _follow_folder(spec, folder, record)
+            else:
+                folder.write_spec(spec)
         else:
             folder.write_spec(spec)
-            record = _open_tracking(spec, folder)
-        study = StudyRun(record.tracking_uri, record.experiment_id, record.parent_run_id, spec.name)
-        reopen_study_run(study)
+            record = _open_tracking(spec, folder) if spec.mlflow else _record_without_mlflow(spec, folder)
+        study = StudyRun(record.tracking_uri, record.experiment_id, record.parent_run_id, spec.name) \
+            if spec.mlflow else None
+        if study is not None:
+            reopen_study_run(study)
         arms = study_arms(spec)
         expected = sum(a.trials for a in arms)
         progress = ProgressView({a.name: a.trials for a in arms},
@@ -178,19 +199,32 @@ def run_study(spec: StudySpec, verbose: bool = False, folder: StudyFolder | None
             with _stop_gracefully_on_sigterm():
                 grid = build_tuner(spec, folder, study, progress).fit()
         except BaseException:  # a bug or a second Ctrl-C: leave nothing RUNNING; resume continues it
-            mark_interrupted(study)
+            if study is not None:
+                mark_interrupted(study)
             raise
         interrupted = grid.num_terminated + grid.num_errors < expected  # Tune saved its state and returned early
-        if interrupted:
-            mark_interrupted(study)
+        if study is None:
+            totals = add_up(tally_of(r) for r in grid)
         else:
-            close_leftovers(study, {r.metrics.get("trial_id"): trial_outcome(r.metrics, errored=bool(r.error))
-                                    for r in grid if r.metrics})
-        totals = study_totals(study)
-        if not interrupted:
-            finish_study_run(study, totals)
+            if interrupted:
+                mark_interrupted(study)
+            else:
+                close_leftovers(study, {r.metrics.get("trial_id"): trial_outcome(r.metrics, errored=bool(r.error))
+                                        for r in grid if r.metrics})
+            totals = study_totals(study)
+            if not interrupted:
+                finish_study_run(study, totals)
     return StudyOutcome(folder.path, record.tracking_uri, record.experiment_id, record.parent_run_id, totals,
                         expected, [a.name for a in arms], folder.log_file, interrupted)
+
+
+def tally_of(result) -> TrialTally:
+    """A Tune result as the totals count it (a study without MLflow has nothing else to read)."""
+    metrics = result.metrics or {}
+    outcome = trial_outcome(metrics, errored=bool(result.error), reason=str(result.error) if result.error else None)
+    config = result.config or {}
+    return TrialTally(status=outcome.status, epochs=result_epoch(metrics) or 0, budget=int(metrics.get(BUDGET_KEY, 0)),
+                      arm=str(config.get(ARM_KEY)), values=objective_values(metrics), reason=outcome.reason)
 
 
 def resume_study(study_dir: str | Path, verbose: bool = False) -> StudyOutcome:

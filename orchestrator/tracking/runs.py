@@ -130,6 +130,9 @@ class TrialRun:
         self.client.log_text(self.run_id, traceback_text, FAILURE_TRACEBACK)
         finish_run(self.client, self.run_id, Outcome(FAILED, reason=reason))
 
+    def finish(self, outcome: Outcome) -> None:
+        finish_run(self.client, self.run_id, outcome)
+
 
 def outcome_tags(outcome: Outcome) -> dict[str, Any]:
     return {TAG_STATUS: outcome.status, TAG_PRUNED_AT: outcome.pruned_at_epoch, TAG_REASON: outcome.reason}

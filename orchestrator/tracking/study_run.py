@@ -160,29 +160,48 @@ class StudyTotals:
         return self.epochs_saved_by_pruning / self.epochs_no_pruning if self.epochs_no_pruning else 0.0
 
 
-def study_totals(study: StudyRun) -> StudyTotals:
+@dataclass(frozen=True)
+class TrialTally:
+    """One trial as the totals count it."""
+
+    status: str
+    epochs: int  # epochs it ran
+    budget: int  # epochs it would have run without pruning
+    arm: str
+    values: tuple[float, ...] | None = None  # objectives of a completed trial
+    reason: str | None = None  # why it failed
+
+
+def add_up(trials: Iterable[TrialTally]) -> StudyTotals:
+    """The totals of a study's trials, however they were read (MLflow runs or Tune results)."""
     counts: dict[str, int] = {}
     reasons: dict[str, int] = {}
     points: dict[str, list] = {}
     run_epochs = budget_epochs = saved = 0
-    for run in child_runs(study.client(), study):
-        status = run.data.tags.get(TAG_STATUS, "unknown")
-        counts[status] = counts.get(status, 0) + 1
-        epochs = int(run.data.metrics.get(EPOCH_KEY, 0))
-        budget = int(float(run.data.params.get(BUDGET_KEY, 0)))
-        run_epochs += epochs
-        budget_epochs += budget
-        if status == PRUNED:
-            saved += max(0, budget - epochs)
-        if TAG_REASON in run.data.tags and status not in (COMPLETED, PRUNED):
-            reason = run.data.tags[TAG_REASON]
-            reasons[reason] = reasons.get(reason, 0) + 1
-        if status == COMPLETED:
-            arm = f"{run.data.tags.get(TAG_CONDITION)}/{run.data.tags.get(TAG_METHOD)}"
-            points.setdefault(arm, []).append(
-                [run.data.metrics.get(m, float("nan")) for m in METRICS])
+    for t in trials:
+        counts[t.status] = counts.get(t.status, 0) + 1
+        run_epochs += t.epochs
+        budget_epochs += t.budget
+        if t.status == PRUNED:
+            saved += max(0, t.budget - t.epochs)
+        if t.reason and t.status not in (COMPLETED, PRUNED):
+            reasons[t.reason] = reasons.get(t.reason, 0) + 1
+        if t.status == COMPLETED and t.values is not None:
+            points.setdefault(t.arm, []).append(list(t.values))
     fronts = {c: int(nondominated_mask(p).sum()) for c, p in points.items()}
     return StudyTotals(counts, fronts, run_epochs, budget_epochs, saved, reasons)
+
+
+def study_totals(study: StudyRun) -> StudyTotals:
+    """The totals read back from the study's trial runs in MLflow (the source of truth)."""
+    return add_up(TrialTally(
+        status=run.data.tags.get(TAG_STATUS, "unknown"),
+        epochs=int(run.data.metrics.get(EPOCH_KEY, 0)),
+        budget=int(float(run.data.params.get(BUDGET_KEY, 0))),
+        arm=f"{run.data.tags.get(TAG_CONDITION)}/{run.data.tags.get(TAG_METHOD)}",
+        values=tuple(run.data.metrics.get(m, float("nan")) for m in METRICS),
+        reason=run.data.tags.get(TAG_REASON),
+    ) for run in child_runs(study.client(), study))
 
 
 def finish_study_run(study: StudyRun, totals: StudyTotals, status: str = "FINISHED") -> None:
@@ -200,5 +219,5 @@ def finish_study_run(study: StudyRun, totals: StudyTotals, status: str = "FINISH
 
 __all__: Iterable[str] = [
     "StudyTotals", "close_leftovers", "delete_orphans", "finish_study_run", "mark_interrupted", "open_study_run",
-    "record_trial_end", "relocate_artifacts", "reopen_study_run", "study_totals",
+    "record_trial_end", "relocate_artifacts", "reopen_study_run", "study_totals", "TrialTally", "add_up",
 ]

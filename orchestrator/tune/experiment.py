@@ -130,10 +130,11 @@ def trial_dirname(trial) -> str:
     return f"{trial.config.get('condition', 'trial')}_{trial.config.get('method', '')}_{trial.trial_id}"
 
 
-def build_tuner(spec: StudySpec, folder: StudyFolder, study: StudyRun, progress: ProgressView) -> tune.Tuner:
+def build_tuner(spec: StudySpec, folder: StudyFolder, study: StudyRun | None, progress: ProgressView) -> tune.Tuner:
+    """``study``: the MLflow parent run, or ``None`` for a study without MLflow (``mlflow: false``)."""
     arms = study_arms(spec)
     context = TrialContext(base_docs={m: base_trial_doc(spec, m) for m in spec.methods}, study=study,
-                           classifier_cache=str(folder.classifier_cache))
+                           classifier_cache=str(folder.classifier_cache), replay=spec.replay)
     trainable = tune.with_resources(tune.with_parameters(semtune_trainable, context=context),
                                     {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     # Every path below is the folder's the study runs from now, also on restore.
@@ -142,7 +143,7 @@ def build_tuner(spec: StudySpec, folder: StudyFolder, study: StudyRun, progress:
         spec.pruner, max_epochs=spec.budget.stage1_epochs + spec.budget.stage2_epochs, storage=folder.optuna_url,
         study_prefix=spec.name, state_path=folder.scheduler_state, seed=spec.seed,
     )
-    callbacks = [RunFinalizer(study), progress]
+    callbacks = [RunFinalizer(study), progress] if study is not None else [progress]
     if tune.Tuner.can_restore(str(folder.tune_dir)):
         repair_lagging_checkpoints(folder.tune_dir)
         relocate_search_state(folder.tune_dir, spec.budget.max_concurrent)
@@ -154,7 +155,10 @@ def build_tuner(spec: StudySpec, folder: StudyFolder, study: StudyRun, progress:
         tune_config=tune.TuneConfig(
             search_alg=router, scheduler=scheduler,
             num_samples=sum(a.trials for a in arms),
-            max_concurrent_trials=spec.budget.max_concurrent, reuse_actors=False,
+            max_concurrent_trials=spec.budget.max_concurrent,
+            # A trained trial gets a fresh worker process (torch threads, memory); a replayed one is a
+            # table lookup, and starting a process per trial would be most of what a replay study measures.
+            reuse_actors=bool(spec.replay),
             trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(

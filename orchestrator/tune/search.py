@@ -13,6 +13,7 @@ Ray's ``OptunaSearch`` does the asking and telling; this module adds what it lac
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import logging
@@ -51,9 +52,10 @@ class SpaceFunction:
     @staticmethod
     def _suggest(trial, name: str, p) -> Any:
         if isinstance(p, FloatRange):
-            if p.kn_choice and trial.suggest_categorical(f"{name}_is_kn", [True, False]):
-                return "kn"
-            return trial.suggest_float(name, p.low, p.high, log=p.log)
+            # Both are asked every time, also when the value is then "kn": NSGA-II and GP search only the
+            # parameters every trial has, and a conditional alpha1 would be sampled at random forever.
+            value = trial.suggest_float(name, p.low, p.high, log=p.log)
+            return "kn" if p.kn_choice and trial.suggest_categorical(f"{name}_is_kn", [True, False]) else value
         if isinstance(p, IntRange):
             return trial.suggest_int(name, p.low, p.high, step=p.step, log=p.log)
         if isinstance(p, Choices):
@@ -85,13 +87,63 @@ class TunedGridSampler(optuna.samplers.GridSampler):
         pass
 
 
+RUNG_VALUES_ATTR = "rung_values"  # user attribute of a pruned trial: its objectives at the rung it stopped at
+
+
+def _as_ranked(trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
+    """A pruned trial as NSGA-II ranks it: complete, with the objectives of the rung it reached."""
+    if trial.state != TrialState.PRUNED or RUNG_VALUES_ATTR not in trial.user_attrs:
+        return trial
+    ranked = copy.copy(trial)
+    ranked.state, ranked.values = TrialState.COMPLETE, list(trial.user_attrs[RUNG_VALUES_ATTR])
+    return ranked
+
+
+class PruningAwareNSGAII(optuna.samplers.NSGAIISampler):
+    """NSGA-II whose generations count trials the scheduler pruned.
+
+    Optuna moves to the next generation once ``population_size`` trials of the current one are
+    COMPLETE. Under MO-ASHA most trials end PRUNED, so a study could stay in its random first
+    generation to the end (the ``paper`` preset: 48 trials, population 16, η = 3). Here a pruned
+    trial is a member of its generation, ranked by the objectives of the rung it stopped at (those
+    MO-ASHA compared it on; :data:`RUNG_VALUES_ATTR`), and can be a parent. Optuna has no hook for
+    this: the population getters of its ``BaseGASampler`` are overridden, reading the same
+    generation attribute it writes.
+    """
+
+    def _members(self, study, generation: int) -> list[optuna.trial.FrozenTrial]:
+        key = self._get_generation_key()
+        trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=True)
+        ranked = (_as_ranked(t) for t in trials if t.system_attrs.get(key) == generation)
+        return [t for t in ranked if t.state == TrialState.COMPLETE]  # a pruned trial without rung values drops out
+
+    def get_trial_generation(self, study, trial) -> int:
+        key = self._get_generation_key()
+        generation = trial.system_attrs.get(key)
+        if generation is not None:
+            return generation
+        done = [t.system_attrs.get(key, -1) for t in study._get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=True)]
+        latest = max(done, default=0)
+        generation = max(latest, 0) + (sum(g == latest for g in done) >= self._population_size)
+        study._storage.set_trial_system_attr(trial._trial_id, key, generation)
+        return generation
+
+    def get_population(self, study, generation: int) -> list[optuna.trial.FrozenTrial]:
+        return self._members(study, generation)
+
+    def get_parent_population(self, study, generation: int) -> list[optuna.trial.FrozenTrial]:
+        return [_as_ranked(t) for t in super().get_parent_population(study, generation)]
+
+
 def build_sampler(spec: SamplerSpec, seed: int, space: SearchSpace, method: str) -> optuna.samplers.BaseSampler:
     s = optuna.samplers
     if spec.name == "nsga2":
-        return s.NSGAIISampler(population_size=spec.population_size or 50, seed=seed)
+        return PruningAwareNSGAII(population_size=spec.population_size or 50, seed=seed)
     if spec.name == "tpe":
         kw = {} if spec.n_startup_trials is None else {"n_startup_trials": spec.n_startup_trials}
-        return s.TPESampler(multivariate=True, group=True, seed=seed, **kw)
+        # constant_liar: trials running in parallel count as bad guesses, so they are not all the same one
+        return s.TPESampler(multivariate=True, group=True, constant_liar=True, seed=seed, **kw)
     if spec.name == "gp":
         kw = {} if spec.n_startup_trials is None else {"n_startup_trials": spec.n_startup_trials}
         return s.GPSampler(seed=seed, **kw)
@@ -101,6 +153,11 @@ def build_sampler(spec: SamplerSpec, seed: int, space: SearchSpace, method: str)
 
 
 # -- one arm's searcher ---------------------------------------------------------------------
+
+
+def _configuration(params: dict) -> dict:
+    """What a trial trains with: a value that ``<name>_is_kn`` replaces by "kn" is not part of it."""
+    return {k: v for k, v in params.items() if not params.get(f"{k}_is_kn")}
 
 
 MAX_RESAMPLES = 20  # asks per Tune trial before a repeated configuration is accepted (a tiny space)
@@ -131,10 +188,11 @@ class ParetoOptunaSearch(OptunaSearch):
         return params
 
     def _twin(self, number: int, params: dict) -> int | None:
-        """The number of an earlier trial (running, completed or pruned) with exactly ``params``."""
+        """The number of an earlier trial (running, completed or pruned) with the same configuration."""
         live = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+        mine = _configuration(params)
         for t in self._ot_study.get_trials(deepcopy=False, states=live):
-            if t.number != number and t.params == params:
+            if t.number != number and _configuration(t.params) == mine:
                 return t.number
         return None
 
@@ -154,6 +212,8 @@ class ParetoOptunaSearch(OptunaSearch):
             state, values = TrialState.PRUNED, None
             if result_epoch(result) is not None:
                 ot_trial.set_user_attr("pruned_at_epoch", result_epoch(result))
+            if objective_values(result) is not None:  # what PruningAwareNSGAII ranks it by
+                ot_trial.set_user_attr(RUNG_VALUES_ATTR, list(objective_values(result)))
         else:
             state = TrialState.COMPLETE
         ot_trial.set_user_attr("tune_trial_id", trial_id)

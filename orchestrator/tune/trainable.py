@@ -12,7 +12,7 @@ import shutil
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray import tune
@@ -20,10 +20,11 @@ from ray import tune
 import search_spaces
 from orchestrator.objectives import METRICS
 from orchestrator.outcomes import BUDGET_KEY, COMPLETED, FAILURE_KEY, TRACEBACK_KEY, Outcome
-from orchestrator.tracking.runs import StudyRun, TrialRun, finish_run, flatten
-from orchestrator.tracking.tags import TAG_NODE_ID
 from orchestrator.tune.errors import failure_reason
 from trainables.config import TrialConfig, build_trial_config
+
+if TYPE_CHECKING:  # MLflow is imported only by studies that log to it (a worker's start-up time)
+    from orchestrator.tracking.runs import StudyRun, TrialRun
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,10 @@ class TrialContext:
     """What every trial of a study shares: base configs per method and where to log."""
 
     base_docs: dict[str, dict[str, Any]]  # method -> TrialConfig document without condition/searched values
-    study: StudyRun
+    study: StudyRun | None  # None: the study runs without MLflow (``mlflow: false``)
     classifier_cache: str | None = None
     extra_tags: dict[str, str] = field(default_factory=dict)
+    replay: str | None = None  # a curve table that serves the trials instead of training (``replay:``)
 
 
 def trial_config(ctx: TrialContext, config: dict[str, Any]) -> TrialConfig:
@@ -52,6 +54,8 @@ def trial_config(ctx: TrialContext, config: dict[str, Any]) -> TrialConfig:
 def run_params(cfg: TrialConfig, config: dict[str, Any]) -> dict[str, Any]:
     """What a person filters runs by, first (only the parameters the method uses); then the whole
     config, flattened under ``cfg.``."""
+    from orchestrator.tracking.runs import flatten
+
     used = search_spaces.METHOD_PARAMETERS[cfg.method]
     searched = {"alpha1": cfg.alpha1, "alpha2": cfg.loss.alpha2, "tau": cfg.loss.tau, "proj_dim": cfg.loss.proj_dim}
     head = {
@@ -88,18 +92,55 @@ class TuneReporter:
         return self._restored
 
 
-def semtune_trainable(config: dict[str, Any], context: TrialContext) -> None:
-    """The function Tune runs for every trial of a study."""
-    from trainables.training import TrialDiverged, run_trial
+class _NoRun:
+    """The trial run of a study without MLflow: every call is a no-op."""
 
-    trial_id = tune.get_context().get_trial_id()
-    cfg = trial_config(context, config)
+    def log_epoch(self, metrics) -> None:
+        pass
+
+    def set_tags(self, **tags) -> None:
+        pass
+
+    def fail(self, reason: str, traceback_text: str) -> None:
+        pass
+
+    def finish(self, outcome: Outcome) -> None:
+        pass
+
+
+def _open_run(context: TrialContext, trial_id: str, cfg: TrialConfig, config: dict[str, Any]):
+    if context.study is None:
+        return _NoRun()
+    from orchestrator.tracking.runs import TrialRun
+    from orchestrator.tracking.tags import TAG_NODE_ID
+
     run = TrialRun.open(context.study, trial_id, run_name=f"{config['condition']}/{cfg.method}/{trial_id}",
                         condition=config["condition"], method=cfg.method, params=run_params(cfg, config))
     run.set_tags(**{TAG_NODE_ID: ray.get_runtime_context().get_node_id()}, **context.extra_tags)  # this attempt
+    return run
+
+
+def _trial_function(context: TrialContext):
+    """``(train(cfg, reporter), the deterministic failure it raises)``: the real trial, or the replay of
+    one (a table lookup, for which torch and the training code are not even imported)."""
+    if context.replay:
+        from trainables.replay import replay_trial
+
+        return (lambda cfg, reporter: replay_trial(cfg, context.replay, search_spaces.METHOD_PARAMETERS[cfg.method],
+                                                   reporter)), ()
+    from trainables.training import TrialDiverged, run_trial
+
+    return run_trial, TrialDiverged
+
+
+def semtune_trainable(config: dict[str, Any], context: TrialContext) -> None:
+    """The function Tune runs for every trial of a study."""
+    train, diverged = _trial_function(context)
+    cfg = trial_config(context, config)
+    run = _open_run(context, tune.get_context().get_trial_id(), cfg, config)
     try:
-        run_trial(cfg, TuneReporter(run))
-    except TrialDiverged as err:  # deterministic: reported as failed, so that Tune does not retry it
+        train(cfg, TuneReporter(run))
+    except diverged as err:  # deterministic: reported as failed, so that Tune does not retry it
         trace = traceback.format_exc()
         run.fail(failure_reason(err), trace)
         tune.report({**{m: math.nan for m in METRICS},  # Tune checks that every result has the metrics
@@ -110,4 +151,4 @@ def semtune_trainable(config: dict[str, Any], context: TrialContext) -> None:
         raise
     # The driver decides completed vs. pruned (a stopped trial never gets here); a trial
     # that returns has run its whole budget.
-    finish_run(run.client, run.run_id, Outcome(COMPLETED))
+    run.finish(Outcome(COMPLETED))
