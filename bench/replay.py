@@ -254,7 +254,8 @@ def run(seeds: int, trials: int, names: list[str], table: Path, out: Path, figur
     result = {
         "reference": GRID, "seeds": seeds, "strategies": strategies, "default": default_strategy(),
         "trials_per_arm": trials, "grid": grid, "hv_vs_epochs": {"epoch_fraction": at.round(3).tolist(), **curves},
-        "table": {"file": str(table.relative_to(ROOT) if table.is_relative_to(ROOT) else table), "recorded": meta["recorded"], "machine": meta["machine"],
+        "table": {"file": str(table.relative_to(ROOT) if table.is_relative_to(ROOT) else table),
+                  "recorded": meta["recorded"], "machine": meta["machine"],
                   "configurations": meta["configurations"]},
         "machine": machine(), "seconds": round(time.perf_counter() - started, 1),
         "command": "python -m bench.replay " + " ".join(sys.argv[1:]),

@@ -38,7 +38,8 @@ def write_curve_table(path: Path, conditions=((20.0, 1 / 12), (20.0, 1 / 3)), me
                 for epoch in range(1, epochs + 1):
                     frac = 1 - np.exp(-speed * epoch)
                     rows.append({
-                        "config_id": config_id, "arm": f"{condition}/{method}", "condition": condition, "method": method,
+                        "config_id": config_id, "arm": f"{condition}/{method}", "condition": condition,
+                        "method": method,
                         "channel_model": "awgn", "snr_db": snr, "kn": kn,
                         **{n: params.get(n) for n in GRID},
                         "epoch": epoch, "stage": 1 if epoch <= epochs * 2 // 3 else 2, "epochs_total": epochs,

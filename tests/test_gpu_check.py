@@ -26,7 +26,8 @@ def test_dry_run_runs_every_part_and_writes_the_json(tmp_path: Path) -> None:
     # A budget well above the dry run's 55 s: the test checks that every part runs, not this machine's speed
     # (under load, the budget guard skipped `compile` with "14 s left, 15 s needed").
     proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--dry-run", "--budget-s", "150",
-                           "--json", str(out), "--out", str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True, text=True,
+                           "--json", str(out), "--out", str(tmp_path / "out")],
+                          cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads(out.read_text())

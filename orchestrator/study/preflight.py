@@ -207,4 +207,5 @@ def preflight(spec: StudySpec, folder: StudyFolder, tracking_uri: str | None = N
         prepare_stage0(spec, configs)
 
 
-__all__ = ["check_dataset", "check_replay_table", "check_resources", "check_storage", "check_tracking", "check_tracking_reach", "preflight"]
+__all__ = ["check_dataset", "check_replay_table", "check_resources", "check_storage", "check_tracking",
+           "check_tracking_reach", "preflight"]
