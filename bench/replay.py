@@ -209,10 +209,10 @@ def default_strategy() -> str:
 
 def machine() -> dict[str, Any]:
     import os
-    import platform
 
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-            "load_average_at_start": os.getloadavg()[0]}
+    from bench.curves import machine as described
+
+    return {**described(), "load_average_at_start": os.getloadavg()[0]}
 
 
 def run(seeds: int, trials: int, names: list[str], table: Path, out: Path, figure: Path | None) -> dict:

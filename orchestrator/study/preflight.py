@@ -167,17 +167,17 @@ def prepare_stage0(spec: StudySpec, configs: dict[str, TrialConfig]) -> None:
 
 def check_replay_table(spec: StudySpec) -> None:
     """A replayed study's curve table can be read and holds the study's arms (no dataset needed then)."""
-    from trainables.replay import load_curves
+    from trainables.replay import configuration_key, load_curves
 
     try:
         curves = load_curves(spec.replay)
     except Exception as err:  # missing file, not Parquet, columns missing
         raise _fail("replay", f"cannot read the curve table {spec.replay} ({type(err).__name__}: "
                               f"{' '.join(str(err).split())[:200]})") from None
-    recorded = {(k[0], k[1], k[2], k[3]) for k in curves}
+    arms = {key[:4] for key in curves}  # (method, channel, SNR, k/n): the key's head
     for c in condition_grid(spec):
         for m in spec.methods:
-            if (m, c.channel, round(c.snr_db, 9), round(c.kn, 9)) not in recorded:
+            if configuration_key(m, c.channel, c.snr_db, c.kn, {})[:4] not in arms:
                 raise _fail("replay", f"the curve table {spec.replay} has no {m} curves for condition {c.name}")
 
 
