@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -208,35 +209,70 @@ def default_strategy() -> str:
 
 
 def machine() -> dict[str, Any]:
-    import os
-
     from bench.curves import machine as described
 
     return {**described(), "load_average_at_start": os.getloadavg()[0]}
 
 
-def run(seeds: int, trials: int, names: list[str], table: Path, out: Path, figure: Path | None) -> dict:
+def _start_ray() -> None:
+    """A Ray of this process's own (``address="local"``: never a cluster left running on the machine)."""
+    import ray
+
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+
+
+def _one_study(name: str, seed: int, trials: int, table: Path, meta: dict, grid: dict, workdir: Path):
+    """``(name, seed, per-arm results, seconds)`` of one study (or one Syne Tune run)."""
+    t0 = time.perf_counter()
+    if name == SYNE:
+        results = run_syne(seed, trials, table, grid, reference_point())
+    else:
+        results = run_strategy(name, STRATEGIES[name], seed, trials, table, meta, workdir)
+    return name, seed, results, time.perf_counter() - t0
+
+
+def run_studies(names: list[str], seeds: int, trials: int, table: Path, meta: dict, grid: dict,
+                jobs: int) -> tuple[dict[str, list[dict]], dict[str, float]]:
+    """Every (strategy, seed) study, in ``jobs`` processes with a Ray each: a replayed study keeps one
+    core busy with Tune's driver loop, so two of them share a 2-core machine well. Per strategy: its
+    results by seed, and the seconds its studies took (summed, whichever process ran them)."""
+    import concurrent.futures
+    import multiprocessing
+
+    tasks = [(name, seed) for name in names for seed in range(seeds)]
+    raw: dict[str, list] = {name: [None] * seeds for name in names}
+    seconds = dict.fromkeys(names, 0.0)
+    with tempfile.TemporaryDirectory(prefix="semtune-replay-") as tmp:
+        args = (trials, table, meta, grid, Path(tmp))
+        if jobs == 1:
+            _start_ray()
+            done = (_one_study(name, seed, *args) for name, seed in tasks)
+        else:
+            pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                                          initializer=_start_ray)
+            done = concurrent.futures.as_completed([pool.submit(_one_study, n, s, *args) for n, s in tasks])
+            done = (f.result() for f in done)
+        for name, seed, results, took in done:
+            raw[name][seed] = results
+            seconds[name] += took
+            if all(r is not None for r in raw[name]):
+                print(f"  {name}: {seeds} seeds, {seconds[name]:.0f} s of studies", file=sys.stderr)
+        if jobs > 1:
+            pool.shutdown()
+    return raw, {name: round(s, 1) for name, s in seconds.items()}
+
+
+def run(seeds: int, trials: int, names: list[str], table: Path, out: Path, figure: Path | None,
+        jobs: int = 1) -> dict:
     import ray
 
     meta = table_meta(table)
     reference = reference_point()
     grid = grid_reference(table, reference)
     started = time.perf_counter()
-    ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    raw: dict[str, list[dict]] = {}
-    seconds: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="semtune-replay-") as tmp:
-        for name in names:
-            t0 = time.perf_counter()
-            raw[name] = []
-            for seed in range(seeds):
-                if name == SYNE:
-                    raw[name].append(run_syne(seed, trials, table, grid, reference))
-                else:
-                    raw[name].append(run_strategy(name, STRATEGIES[name], seed, trials, table, meta, Path(tmp)))
-            seconds[name] = round(time.perf_counter() - t0, 1)
-            print(f"  {name}: {seeds} seeds in {seconds[name]:.0f} s", file=sys.stderr)
-    ray.shutdown()
+    raw, seconds = run_studies(names, seeds, trials, table, meta, grid, jobs)
+    if ray.is_initialized():
+        ray.shutdown()
     strategies = {GRID: {"median_hv_fraction": 1.0, "iqr_hv_fraction": [1.0, 1.0], "median_epoch_fraction": 1.0}}
     curves = {}
     at = np.linspace(0, 0.5, 26)
@@ -257,7 +293,7 @@ def run(seeds: int, trials: int, names: list[str], table: Path, out: Path, figur
         "table": {"file": str(table.relative_to(ROOT) if table.is_relative_to(ROOT) else table),
                   "recorded": meta["recorded"], "machine": meta["machine"],
                   "configurations": meta["configurations"]},
-        "machine": machine(), "seconds": round(time.perf_counter() - started, 1),
+        "machine": machine(), "jobs": jobs, "seconds": round(time.perf_counter() - started, 1),
         "command": "python -m bench.replay " + " ".join(sys.argv[1:]),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -312,6 +348,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--table", type=Path, default=TABLE)
     p.add_argument("--out", type=Path, default=RESULTS / "replay.json")
     p.add_argument("--figure", type=Path, default=RESULTS / "replay_hv.png")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="studies run at once, each process with its own Ray (default: 2, or 1 on one core)")
     return p.parse_args(argv)
 
 
@@ -322,7 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: --strategies: unknown {unknown}; known: {', '.join([*STRATEGIES, SYNE])}", file=sys.stderr)
         return 2
-    result = run(args.seeds, args.trials, names, args.table.resolve(), args.out, args.figure)
+    if args.jobs < 1:
+        print(f"error: --jobs: at least 1, got {args.jobs}", file=sys.stderr)
+        return 2
+    result = run(args.seeds, args.trials, names, args.table.resolve(), args.out, args.figure, args.jobs)
     print("\n".join(table_lines(result)))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from curve_tables import write_curve_table
+from bench.synthetic_curves import write_curve_table
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 import shlex
 import tomllib
@@ -176,9 +177,49 @@ def test_head_starts_the_mlflow_server_the_readme_points_studies_at(cluster: dic
     assert "mlflow server" in setup, "the head must start the MLflow tracking server"
     port = re.search(r"--port[ =](\d+)", setup)
     assert port, "give the MLflow server an explicit --port"
-    assert re.search(r"--host[ =]0\.0\.0\.0", setup), "the MLflow server must listen beyond localhost for the workers"
     readme_ports = set(re.findall(r"tracking_uri: http://<head private ip>:(\d+)", DOCKER_README.read_text()))
     assert readme_ports == {port.group(1)}, f"README tracking_uri ports {readme_ports} != server port {port.group(1)}"
+
+
+def test_mlflow_listens_on_the_heads_private_address_only(cluster: dict) -> None:
+    """The workers reach MLflow at the address Ray gives them for the head; no other interface listens."""
+    setup = " ".join(cluster["head_setup_commands"])
+    host = re.search(r"--host[ =](\S+)", setup)
+    assert host and host.group(1) == '"$HEAD_IP"', f"the MLflow server binds {host and host.group(1)}, not $HEAD_IP"
+    assert "HEAD_IP=$(python -c 'import ray.util; print(ray.util.get_node_ip_address())')" in setup
+
+
+def test_no_server_listens_on_every_interface() -> None:
+    text = CLUSTER_YAML.read_text()
+    assert "0.0.0.0" not in text, "cluster.yaml must not bind (or suggest binding) every interface"
+
+
+def test_ray_token_authentication_is_on(cluster: dict) -> None:
+    """Every `ray start` runs with token auth, and the token Ray reads reaches every node."""
+    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands") for c in cluster[key]
+              if "ray start" in c]
+    assert len(starts) == 2, f"expected one `ray start` for the head and one for the workers, got {starts}"
+    for command in starts:
+        assert re.search(r"(^|[\s;])RAY_AUTH_MODE=token ray start\b", command), command
+    assert cluster["file_mounts"].get("~/.ray/auth_token") == "~/.ray/auth_token"
+    head = next(c for c in cluster["head_start_ray_commands"] if "ray start" in c)
+    assert "--dashboard-host=127.0.0.1" in head, "the dashboard and job API listen on the head's 127.0.0.1 only"
+
+
+def test_two_paper_trials_share_each_gpu_worker(cluster: dict) -> None:
+    """Fractional GPUs pack: the paper preset's trial resources fit twice on one GPU worker node."""
+    from search_spaces import load_preset
+
+    trial = load_preset("paper")["resources"]
+    workers = {name: t["resources"] for name, t in cluster["available_node_types"].items()
+               if name != cluster["head_node_type"]}
+    for name, node in workers.items():
+        assert {"CPU", "GPU"} <= set(node), f"declare {name}'s resources in cluster.yaml: {{CPU: n, GPU: m}}"
+    gpu_workers = {name: node for name, node in workers.items() if node["GPU"] > 0}
+    assert gpu_workers, "cluster.yaml has no GPU worker type"
+    for name, node in gpu_workers.items():
+        fit = min(math.floor(node["CPU"] / trial["cpu"]), math.floor(node["GPU"] / trial["gpu"]))
+        assert fit >= 2, f"{name} ({node}) fits {fit} paper trial(s) of {trial}; fractional GPUs would not pack"
 
 
 # ---------------------------------------------------------------- image name and base

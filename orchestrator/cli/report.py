@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from orchestrator.spec.redact import redact_uri
 from trainables.config import ConfigError
 
 
@@ -99,7 +100,7 @@ def run_report_command(args) -> int:
     logged = log_report_artifacts(client, source.parent_run_id, out, files)
 
     picked = pick(ranked, args.pick) if args.pick else None
-    print(f"report of study {study.meta.study_name!r}: {len(ranked)} trials from {source.tracking_uri} "
+    print(f"report of study {study.meta.study_name!r}: {len(ranked)} trials from {redact_uri(source.tracking_uri)} "
           f"(experiment {source.experiment_id}, parent run {source.parent_run_id})")
     print("\n".join(summary_lines(ranked, study.meta.reference, picked)))
     for note in notes:

@@ -6,7 +6,8 @@ One pydantic model per section; every problem becomes an ``error: <field path>: 
 
 - :mod:`.yamlio`: safe YAML reading; :mod:`.load`: presets, paths, one-pass validation;
 - :mod:`.study`: the whole spec; :mod:`.sections` and :mod:`.search_space`: its parts;
-- :mod:`.conditions`: the SNR × k/n grid and its names; :mod:`.arms`: condition × method, searched apart.
+- :mod:`.conditions`: the SNR × k/n grid and its names; :mod:`.arms`: condition × method, searched apart;
+- :mod:`.redact`: credentials in addresses, masked wherever semtune writes or shows one.
 """
 
 from orchestrator.spec.arms import Arm, study_arms

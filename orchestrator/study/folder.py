@@ -14,6 +14,10 @@ The folder may move (another parent, another machine's mount): everything in it 
 folder a study is run or resumed from, never from a path written when it started. ``study.json``
 says whether the MLflow store is the embedded one, and the embedded store's URI is derived from the
 folder each time the record is read.
+
+Credentials in a URI (``tracking_uri: http://user:secret@host``) are masked in ``spec.yaml`` and
+``study.json`` (:mod:`orchestrator.spec.redact`); a study read back connects with the credentials
+of the environment (``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from orchestrator.spec.redact import connectable_uri, redact_values
 from orchestrator.spec.study import StudySpec
 
 
@@ -34,7 +39,8 @@ from orchestrator.spec.study import StudySpec
 class StudyRecord:
     """``study.json``. ``tracking_uri`` is where the study logs; for the embedded store
     (``embedded_tracking``) it is the folder's own ``mlflow.db``, resolved when the record is read
-    (the value written is only the one of that time, for people reading the file)."""
+    (the value written is only the one of that time, for people reading the file). Written with
+    credentials masked; read back without them (see :meth:`StudyFolder.read_record`)."""
 
     name: str
     spec_hash: str
@@ -109,14 +115,15 @@ class StudyFolder:
 
     def write_spec(self, spec: StudySpec) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+        text = yaml.safe_dump(redact_values(spec.model_dump(mode="json")), sort_keys=False)
         self.spec_file.write_text(f"# written by semtune; spec hash {spec.spec_hash()}\n{text}")
 
     def read_record(self) -> StudyRecord:
         """``study.json``, with the embedded MLflow store taken from this folder, wherever it is now:
         its URI is this folder's ``mlflow.db``, and when the folder moved, its artifact URIs are
         moved along (:func:`~orchestrator.tracking.study_run.relocate_artifacts`), so that neither a
-        resumed study nor a report writes artifacts under the old place."""
+        resumed study nor a report writes artifacts under the old place. A server's URI comes without
+        the credentials ``study.json`` masked: MLflow then takes them from the environment."""
         doc = json.loads(self.record_file.read_text())
         known = {f.name for f in fields(StudyRecord)}
         record = StudyRecord(**{k: v for k, v in doc.items() if k in known})
@@ -128,11 +135,13 @@ class StudyFolder:
                 from orchestrator.tracking.study_run import relocate_artifacts  # MLflow's side; imported late
 
                 relocate_artifacts(self.path / "mlflow.db", record.experiment_id, self.artifact_location)
+        else:
+            record.tracking_uri = connectable_uri(record.tracking_uri)
         return record
 
     def write_record(self, record: StudyRecord) -> None:
         tmp = self.record_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(record), indent=1))
+        tmp.write_text(json.dumps(redact_values(asdict(record)), indent=1))
         os.replace(tmp, self.record_file)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.outcomes import COMPLETED, FAILED, FINISHED
+from orchestrator.spec.redact import redact_uri
 from orchestrator.tracking.runs import experiment_url
 from orchestrator.tracking.study_run import StudyTotals
 
@@ -81,7 +82,7 @@ def summary_lines(outcome: StudyOutcome) -> list[str]:
         lines.append("MLflow: off (mlflow: false): Tune's results in the study folder are all there is")
     else:
         browse = experiment_url(outcome.tracking_uri, outcome.experiment_id)
-        lines += [f"MLflow: {outcome.tracking_uri} (experiment {outcome.experiment_id}, "
+        lines += [f"MLflow: {redact_uri(outcome.tracking_uri)} (experiment {outcome.experiment_id}, "
                   f"parent run {outcome.parent_run_id})",
                   f"  browse: mlflow ui --backend-store-uri {outcome.tracking_uri}, then open {browse}"
                   if outcome.tracking_uri.startswith("sqlite:") else f"  browse: {browse}"]

@@ -25,6 +25,7 @@ import urllib.request
 from urllib.parse import urlparse
 
 from orchestrator.spec import StudySpec, base_trial_doc, condition_grid
+from orchestrator.spec.redact import connectable_uri, redact_uri
 from orchestrator.study.folder import StudyFolder
 from trainables.config import ConfigError, TrialConfig
 
@@ -51,8 +52,9 @@ def check_tracking(uri: str) -> None:
     scheme = urlparse(uri).scheme
     if scheme not in ("http", "https"):
         return  # sqlite in the study folder (checked with the storage) or a store MLflow opens itself
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=TRACKING_TIMEOUT_S) as reply:
+    try:  # the health check needs no credentials, and urllib cannot open a URL that carries them
+        probe = connectable_uri(redact_uri(uri)).rstrip("/") + "/health"
+        with urllib.request.urlopen(probe, timeout=TRACKING_TIMEOUT_S) as reply:
             if reply.status == 200:
                 return
             problem = f"HTTP {reply.status}"
@@ -60,7 +62,7 @@ def check_tracking(uri: str) -> None:
         problem = f"HTTP {err.code}"
     except (urllib.error.URLError, OSError) as err:
         problem = " ".join(str(getattr(err, "reason", err)).split())
-    raise _fail("tracking_uri", f"no MLflow server answers at {uri} ({problem}); start one "
+    raise _fail("tracking_uri", f"no MLflow server answers at {redact_uri(uri)} ({problem}); start one "
                                 "(mlflow server --host 127.0.0.1 --port 5000) or omit tracking_uri for the "
                                 "embedded store in the study folder")
 

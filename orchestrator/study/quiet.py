@@ -4,6 +4,7 @@ Ray, Tune, MLflow, Optuna and alembic all log at INFO to stderr by default (data
 the experiment box, TensorBoard hints, every trial error's traceback). During a study those
 records go to the study's log file instead, so the terminal shows only the progress table and
 the summary, and the summary prints the log's path. ``--verbose`` leaves logging as it was.
+Credentials in URIs are masked in the log file (a library may log the address it connects to).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 import warnings
 from pathlib import Path
 
+from orchestrator.spec.redact import redact_uri
+
 LIBRARIES = ("ray", "mlflow", "optuna", "alembic", "urllib3", "filelock", "py.warnings", "orchestrator", "trainables")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Environment read by Ray and Tune when they start: no new-style Tune console output, no
@@ -22,13 +25,20 @@ QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1
              "RAY_DEDUP_LOGS": "0"}
 
 
+class RedactingFormatter(logging.Formatter):
+    """Formats as usual, then masks credentials in URIs, in the message and in tracebacks alike."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_uri(super().format(record))
+
+
 def _file_handler(path: Path) -> logging.Handler:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
     except OSError:  # an unwritable study folder: the preflight names it; nothing to log to meanwhile
         handler = logging.NullHandler()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(RedactingFormatter(LOG_FORMAT))
     handler.setLevel(logging.DEBUG)
     return handler
 

@@ -25,10 +25,12 @@ import orchestrator
 from orchestrator.outcomes import BUDGET_KEY, objective_values, result_epoch, trial_outcome
 from orchestrator.spec import StudySpec, condition_grid, load_spec, study_arms
 from orchestrator.spec.arms import ARM_KEY
+from orchestrator.spec.redact import connectable_uri, redact_uri
 from orchestrator.study.folder import StudyFolder, StudyRecord, git_commit, now_iso
 from orchestrator.study.outcome import StudyOutcome
 from orchestrator.study.preflight import preflight
 from orchestrator.study.quiet import study_log
+from orchestrator.tracking.credentials import worker_runtime_env
 from orchestrator.tracking.runs import StudyRun, flatten
 from orchestrator.tracking.study_run import (
     TrialTally, add_up, close_leftovers, finish_study_run, mark_interrupted, open_study_run, reopen_study_run,
@@ -121,7 +123,7 @@ def _follow_folder(spec: StudySpec, folder: StudyFolder, record: StudyRecord) ->
     try:
         parent = client.get_run(record.parent_run_id)
     except MlflowException as err:
-        raise ConfigError([("tracking_uri", f"{record.tracking_uri} does not hold the parent run "
+        raise ConfigError([("tracking_uri", f"{redact_uri(record.tracking_uri)} does not hold the parent run "
                                             f"{record.parent_run_id} of study {spec.name!r} "
                                             f"({str(err).splitlines()[0]})")]) from None
     was = parent.data.tags.get(TAG_STUDY_FOLDER)
@@ -141,13 +143,19 @@ def _follow_folder(spec: StudySpec, folder: StudyFolder, record: StudyRecord) ->
 
 
 def connect_ray(spec: StudySpec) -> None:
+    """The spec's ``ray_address`` (or ``$RAY_ADDRESS``, as ``ray job submit`` sets it); else a Ray of the
+    study's own. ``address="local"``: a bare ``ray.init()`` would join any cluster that ``ray start``
+    left running on this machine (seen: a study joined a test's two-node cluster, whose sqlite check
+    then refused it)."""
     if ray.is_initialized():
         return
     address = spec.ray_address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+        ray.init(address=address, log_to_driver=False, logging_level="WARNING",
+                 runtime_env=worker_runtime_env(spec.tracking_uri))
     else:
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="WARNING",
+                 runtime_env=worker_runtime_env(spec.tracking_uri))
 
 
 @contextlib.contextmanager
@@ -231,4 +239,7 @@ def resume_study(study_dir: str | Path, verbose: bool = False) -> StudyOutcome:
     folder = StudyFolder(Path(study_dir).expanduser().resolve())  # the folder given, wherever it is now
     if not folder.exists():
         raise ConfigError([("STUDY_DIR", f"{folder.path} is not a semtune study folder (no study.json)")])
-    return run_study(load_spec(folder.spec_file), verbose=verbose, folder=folder)
+    spec = load_spec(folder.spec_file)
+    # spec.yaml masks credentials in addresses: connect without them (MLflow then reads the environment's)
+    addresses = {k: connectable_uri(v) for k in ("tracking_uri", "ray_address") if (v := getattr(spec, k))}
+    return run_study(spec.model_copy(update=addresses), verbose=verbose, folder=folder)

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from orchestrator.outcomes import BUDGET_KEY, EPOCH_KEY, FAILED, INTERRUPTED, RUNNING, STATUSES
 from orchestrator.reporting.schema import COLUMN_NAMES, DEFAULT_REFERENCE, ReportMeta, conform
 from orchestrator.spec import Condition
+from orchestrator.spec.redact import redact_uri
 from orchestrator.study.folder import StudyFolder
 from orchestrator.tracking.runs import StudyRun, child_runs, run_url
 from orchestrator.tracking.tags import (
@@ -53,7 +54,8 @@ class CollectedStudy:
 
 
 def _problem(reason: str) -> ConfigError:
-    return ConfigError([("STUDY", reason)])
+    """The one ``error: STUDY:`` line; it quotes the store's address, so credentials in it are masked."""
+    return ConfigError([("STUDY", redact_uri(reason))])
 
 
 def _check_store(uri: str) -> None:
@@ -191,7 +193,7 @@ def collect(source: StudySource) -> CollectedStudy:
     meta = ReportMeta(
         study_name=p.get("name") or source.experiment_name,
         spec_hash=parent.data.tags.get(TAG_SPEC_HASH, ""),
-        tracking_uri=source.tracking_uri,
+        tracking_uri=redact_uri(source.tracking_uri),  # printed in the report
         experiment_id=source.experiment_id,
         reference=reference if None not in reference else DEFAULT_REFERENCE,
         classifier=p.get("trial.classifier.arch", "resnet56"),  # the TrialConfig default when the spec is silent

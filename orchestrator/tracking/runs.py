@@ -18,6 +18,7 @@ from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.tracking import MlflowClient
 
 from orchestrator.outcomes import FAILED, RUNNING, Outcome
+from orchestrator.spec.redact import connectable_uri, redact_uri
 from orchestrator.tracking.tags import (
     FAILURE_TRACEBACK, KIND_TRIAL, TAG_CONDITION, TAG_KIND, TAG_METHOD, TAG_PARENT, TAG_PRUNED_AT, TAG_REASON,
     TAG_STATUS, TAG_TRIAL, TAG_TRIAL_DIR,
@@ -29,7 +30,12 @@ MAX_PARAM = 6000
 
 @dataclass(frozen=True)
 class StudyRun:
-    """Where a study logs: enough for a worker on another node to find its parent run."""
+    """Where a study logs: enough for a worker on another node to find its parent run.
+
+    Pickled (to the Ray workers, and by Tune into the study folder's ``tuner.pkl``) with the tracking
+    URI's credentials masked: workers read them from the environment (``MLFLOW_TRACKING_USERNAME``,
+    ``MLFLOW_TRACKING_PASSWORD``), as MLflow does when the URI carries none.
+    """
 
     tracking_uri: str
     experiment_id: str
@@ -37,7 +43,10 @@ class StudyRun:
     study_name: str
 
     def client(self) -> MlflowClient:
-        return MlflowClient(tracking_uri=self.tracking_uri)
+        return MlflowClient(tracking_uri=connectable_uri(self.tracking_uri))
+
+    def __reduce__(self):
+        return StudyRun, (redact_uri(self.tracking_uri), self.experiment_id, self.parent_run_id, self.study_name)
 
 
 def get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
@@ -71,11 +80,13 @@ def find_trial_run(client: MlflowClient, study: StudyRun, trial_id: str):
 
 
 def as_params(values: Mapping[str, Any]) -> list[Param]:
-    return [Param(k, "" if v is None else str(v)[:MAX_PARAM]) for k, v in values.items()]
+    """MLflow params, with credentials in URIs masked (the spec's addresses, a trial's data paths)."""
+    return [Param(k, "" if v is None else redact_uri(str(v))[:MAX_PARAM]) for k, v in values.items()]
 
 
 def as_tags(values: Mapping[str, Any]) -> list[RunTag]:
-    return [RunTag(k, str(v)[:MAX_TAG]) for k, v in values.items() if v is not None]
+    """MLflow tags, with credentials in URIs masked (a failure reason may quote an address)."""
+    return [RunTag(k, redact_uri(str(v))[:MAX_TAG]) for k, v in values.items() if v is not None]
 
 
 def trial_tags(trial_id: str, condition: str | None, method: str | None) -> dict[str, str]:
@@ -127,7 +138,7 @@ class TrialRun:
 
     def fail(self, reason: str, traceback_text: str) -> None:
         """The worker's own account of a failure: the reason as a tag, the traceback as an artifact."""
-        self.client.log_text(self.run_id, traceback_text, FAILURE_TRACEBACK)
+        self.client.log_text(self.run_id, redact_uri(traceback_text), FAILURE_TRACEBACK)
         finish_run(self.client, self.run_id, Outcome(FAILED, reason=reason))
 
     def finish(self, outcome: Outcome) -> None:
@@ -159,16 +170,18 @@ TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def experiment_url(tracking_uri: str, experiment_id: str) -> str:
-    """The experiment's table of runs in the MLflow UI (only an http(s) store has a UI of its own)."""
-    base = tracking_uri.rstrip("/") if urlparse(tracking_uri).scheme in ("http", "https") else "http://127.0.0.1:5000"
+    """The experiment's table of runs in the MLflow UI (only an http(s) store has a UI of its own); shown to
+    people, so a password in the URI is masked."""
+    base = redact_uri(tracking_uri.rstrip("/")) if urlparse(tracking_uri).scheme in ("http", "https") \
+        else "http://127.0.0.1:5000"
     return f"{base}/#/experiments/{experiment_id}/runs?{TRAINING_VIEW}"
 
 
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    """The run's page in the MLflow UI; only an http(s) store has one."""
+    """The run's page in the MLflow UI; only an http(s) store has one. Reports show it: a password is masked."""
     if urlparse(tracking_uri).scheme not in ("http", "https"):
         return ""
-    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
+    return f"{redact_uri(tracking_uri.rstrip('/'))}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
 
 
 def flatten(prefix: str, doc: Any) -> Iterable[tuple[str, Any]]:

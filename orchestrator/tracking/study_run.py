@@ -20,8 +20,9 @@ from mlflow.tracking import MlflowClient
 from orchestrator.objectives import METRICS
 from orchestrator.outcomes import BUDGET_KEY, COMPLETED, EPOCH_KEY, FAILED, INTERRUPTED, ORPHANED, PRUNED, Outcome
 from orchestrator.pareto import nondominated_mask
+from orchestrator.spec.redact import redact_uri
 from orchestrator.tracking.runs import (
-    StudyRun, as_params, child_runs, find_trial_run, finish_run, get_or_create_experiment, trial_tags,
+    StudyRun, as_params, as_tags, child_runs, find_trial_run, finish_run, get_or_create_experiment, trial_tags,
 )
 from orchestrator.tracking.tags import (
     KIND_STUDY, TAG_CONDITION, TAG_EXPERIMENT_KIND, TAG_KIND, TAG_METHOD, TAG_NOTE, TAG_PARENT, TAG_REASON, TAG_STATUS,
@@ -35,13 +36,15 @@ log = logging.getLogger(__name__)
 def open_study_run(tracking_uri: str, name: str, artifact_location: str | None, tags: Mapping[str, Any],
                    params: Mapping[str, Any], description: str, spec_file: str) -> StudyRun:
     """The study's experiment (a training experiment, so the MLflow UI opens on its runs) and a new
-    parent run holding the whole spec as params and as the artifact ``spec.yaml``."""
+    parent run holding the whole spec as params and as the artifact ``spec.yaml`` (written with its
+    credentials masked, see :meth:`StudyFolder.write_spec`); params and tags are masked here."""
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment_id = get_or_create_experiment(client, name, artifact_location)
+    description = redact_uri(description)
     client.set_experiment_tag(experiment_id, TAG_EXPERIMENT_KIND, TRAINING_EXPERIMENT)
     client.set_experiment_tag(experiment_id, TAG_NOTE, description)
     run = client.create_run(experiment_id, run_name=name, tags={TAG_KIND: KIND_STUDY, TAG_NOTE: description,
-                                                                 **{k: v for k, v in tags.items() if v is not None}})
+                                                                 **{t.key: t.value for t in as_tags(tags)}})
     client.log_batch(run.info.run_id, params=as_params(params))
     client.log_artifact(run.info.run_id, spec_file)
     return StudyRun(tracking_uri, experiment_id, run.info.run_id, name)

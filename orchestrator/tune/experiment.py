@@ -41,8 +41,9 @@ def repair_lagging_checkpoints(tune_dir: Path) -> int:
     """Give a restore the checkpoint Tune's last snapshot names, when a kill made the snapshot lag.
 
     With ``CheckpointConfig(num_to_keep=1)`` Tune deletes a trial's previous checkpoint as soon as
-    it registers the next one, and snapshots the experiment just after. A driver killed in between
-    leaves a snapshot naming a deleted checkpoint, and the restored trial then fails with "Could not
+    it registers the next one, and semtune snapshots the experiment when a trial ends and on Tune's
+    clock, not per checkpoint (:mod:`orchestrator.tune.snapshots`). A driver killed in between leaves
+    a snapshot naming a deleted checkpoint, and the restored trial then fails with "Could not
     recover from checkpoint as it does not exist on storage anymore" (seen in the SIGKILL test).
     Tune has no option for this, so the newer checkpoint is copied under the old name: the trial
     function reads its epoch from the checkpoint's own state, so it continues from the newer one.

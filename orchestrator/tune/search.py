@@ -204,6 +204,7 @@ class ParetoOptunaSearch(OptunaSearch):
             # Told before an interruption that came ahead of Tune's next snapshot: the restored
             # searcher does not remember it, the storage does, and Optuna's verdict stands.
             self._completed_trials.add(trial_id)
+            del self._ot_trials[trial_id]
             return
         values = objective_values(result)
         if error or (result or {}).get(FAILURE_KEY) or (result and values is None and reached_budget(result)):
@@ -219,6 +220,9 @@ class ParetoOptunaSearch(OptunaSearch):
         ot_trial.set_user_attr("tune_trial_id", trial_id)
         self._ot_study.tell(ot_trial, list(values) if values else None, state=state)
         self._completed_trials.add(trial_id)
+        # Forgotten once told (the storage keeps it): every Tune snapshot pickles this searcher, which
+        # would otherwise grow with every trial the study has run.
+        del self._ot_trials[trial_id]
 
     def close_orphans(self) -> int:
         """Mark RUNNING Optuna trials unknown to this (restored) searcher as FAIL; return how many."""

@@ -15,7 +15,7 @@ import pytest
 import ray
 import yaml
 
-from curve_tables import GRID, write_curve_table
+from bench.synthetic_curves import GRID, write_curve_table
 from orchestrator.spec import load_spec
 from orchestrator.spec.sections import SAMPLER_NAMES
 from orchestrator.study.folder import StudyFolder

@@ -18,8 +18,13 @@ from orchestrator.spec.arms import ARM_KEY  # trials compete only within their a
 from orchestrator.spec.sections import OPTUNA_PRUNERS, PRUNER_NAMES
 from orchestrator.tune.schedulers.moasha import ParetoSuccessiveHalving
 from orchestrator.tune.schedulers.optuna_pruning import OptunaPrunerScheduler
+from orchestrator.tune.snapshots import SnapshotOnTrialEnd
 
-__all__ = ["OptunaPrunerScheduler", "ParetoSuccessiveHalving", "PRUNER_NAMES", "build_scheduler"]
+__all__ = ["OptunaPrunerScheduler", "ParetoSuccessiveHalving", "PRUNER_NAMES", "Unpruned", "build_scheduler"]
+
+
+class Unpruned(SnapshotOnTrialEnd, FIFOScheduler):
+    """Every trial runs its whole budget (``pruner: none``)."""
 
 
 def build_scheduler(pruner: PrunerSpec, *, max_epochs: int, storage=None, study_prefix: str = "study",
@@ -28,7 +33,7 @@ def build_scheduler(pruner: PrunerSpec, *, max_epochs: int, storage=None, study_
     lets ``median`` prune from the first epoch on. ``state_path`` is MO-ASHA's state file; ``storage``
     holds the Optuna pruners' shadow studies."""
     if pruner.name == "none":
-        return FIFOScheduler()
+        return Unpruned()
     if pruner.name == "moasha":
         return ParetoSuccessiveHalving(max_epochs=max_epochs, grace_epochs=pruner.grace_epochs,
                                        reduction_factor=pruner.reduction_factor, state_path=state_path,

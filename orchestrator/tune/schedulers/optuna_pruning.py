@@ -26,12 +26,13 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from orchestrator.outcomes import reached_budget, result_epoch
 from orchestrator.tune.schedulers.args import check_arg, is_number
 from orchestrator.tune.schedulers.moasha import group_of
+from orchestrator.tune.snapshots import SnapshotOnTrialEnd
 
 TUNE_TRIAL_ATTR = "tune_trial_id"
 _SUFFIX = "/pruning"
 
 
-class OptunaPrunerScheduler(FIFOScheduler):
+class OptunaPrunerScheduler(SnapshotOnTrialEnd, FIFOScheduler):
     """Stop Tune trials when an Optuna pruner, fed a weighted sum of the objectives, says so.
 
     Args:
