@@ -206,6 +206,16 @@ def test_ray_token_authentication_is_on(cluster: dict) -> None:
     assert "--dashboard-host=127.0.0.1" in head, "the dashboard and job API listen on the head's 127.0.0.1 only"
 
 
+def test_ray_job_stop_leaves_time_for_a_graceful_stop(cluster: dict) -> None:
+    """`ray job stop`: SIGTERM, then SIGKILL after RAY_JOB_STOP_WAIT_TIME_S (Ray's default: 3 s)."""
+    from ray.dashboard.modules.job.job_supervisor import JobSupervisor
+
+    head = next(c for c in cluster["head_start_ray_commands"] if "ray start" in c)
+    wait = re.search(r"(?:^|[\s;])RAY_JOB_STOP_WAIT_TIME_S=(\d+)\b[^;]*\bray start\b", head)
+    assert wait, "the head's `ray start` must set RAY_JOB_STOP_WAIT_TIME_S (the job supervisor reads it there)"
+    assert int(wait.group(1)) >= 60 > JobSupervisor.DEFAULT_RAY_JOB_STOP_WAIT_TIME_S
+
+
 def test_two_paper_trials_share_each_gpu_worker(cluster: dict) -> None:
     """Fractional GPUs pack: the paper preset's trial resources fit twice on one GPU worker node."""
     from search_spaces import load_preset
