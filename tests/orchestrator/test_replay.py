@@ -121,7 +121,7 @@ def test_mlflow_false_refuses_a_tracking_uri(table, tmp_path):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never a running cluster
     yield
     ray.shutdown()
 

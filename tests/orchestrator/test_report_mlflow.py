@@ -57,7 +57,7 @@ def semtune_report(*args, cwd=None) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never a running cluster
     yield
     ray.shutdown()
 
