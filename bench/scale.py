@@ -91,16 +91,15 @@ class SnapshotClock:
 @contextlib.contextmanager
 def tune_own_snapshots():
     """Ray's own snapshot rule (one per checkpoint), for the reference: semtune's policy switched off."""
-    from orchestrator.tune.snapshots import SnapshotOnTrialEnd
+    from orchestrator.tune.snapshots import SnapshotPerTrial
 
-    saved = SnapshotOnTrialEnd.on_trial_add, SnapshotOnTrialEnd._snapshot_soon
-    SnapshotOnTrialEnd.on_trial_add = lambda self, controller, trial: super(SnapshotOnTrialEnd, self).on_trial_add(
+    saved = SnapshotPerTrial.on_trial_add
+    SnapshotPerTrial.on_trial_add = lambda self, controller, trial: super(SnapshotPerTrial, self).on_trial_add(
         controller, trial)
-    SnapshotOnTrialEnd._snapshot_soon = lambda self, controller: None
     try:
         yield
     finally:
-        SnapshotOnTrialEnd.on_trial_add, SnapshotOnTrialEnd._snapshot_soon = saved
+        SnapshotPerTrial.on_trial_add = saved
 
 
 def run_study_measured(trials: int, workdir: Path, policy: str = "semtune") -> tuple[dict[str, Any], Path]:

@@ -87,6 +87,7 @@ class TunedGridSampler(optuna.samplers.GridSampler):
         pass
 
 
+TUNE_TRIAL_ATTR = "tune_trial_id"  # user attribute of a told Optuna trial (and a pruner's shadow trial): its Tune trial
 RUNG_VALUES_ATTR = "rung_values"  # user attribute of a pruned trial: its objectives at the rung it stopped at
 
 
@@ -217,7 +218,7 @@ class ParetoOptunaSearch(OptunaSearch):
                 ot_trial.set_user_attr(RUNG_VALUES_ATTR, list(objective_values(result)))
         else:
             state = TrialState.COMPLETE
-        ot_trial.set_user_attr("tune_trial_id", trial_id)
+        ot_trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
         self._ot_study.tell(ot_trial, list(values) if values else None, state=state)
         self._completed_trials.add(trial_id)
         # Forgotten once told (the storage keeps it): every Tune snapshot pickles this searcher, which

@@ -1,4 +1,4 @@
-"""Tune snapshots a study when a trial ends, not on every checkpoint (orchestrator.tune.snapshots).
+"""Tune snapshots a study once per trial (when it is added), not on every checkpoint (orchestrator.tune.snapshots).
 
 The snapshots of two real Tune runs of the same trials are counted (Tune's ``save_to_dir`` timed by
 the scale benchmark's clock): one with Ray's own FIFO scheduler, which snapshots per checkpoint,
@@ -17,7 +17,7 @@ from ray.tune.schedulers import FIFOScheduler
 
 from bench.scale import SnapshotClock
 from orchestrator.tune.schedulers import Unpruned
-from orchestrator.tune.snapshots import SnapshotOnTrialEnd
+from orchestrator.tune.snapshots import SnapshotPerTrial
 
 TRIALS, EPOCHS = 4, 6
 
@@ -46,11 +46,11 @@ def local_ray():
     ray.shutdown()
 
 
-def test_a_snapshot_per_trial_end_instead_of_per_checkpoint(local_ray, tmp_path):
+def test_a_snapshot_per_trial_instead_of_per_checkpoint(local_ray, tmp_path):
     tune_own = _snapshots(FIFOScheduler(), tmp_path / "fifo")
     ours = _snapshots(Unpruned(), tmp_path / "ours")
     assert len(tune_own) >= TRIALS * EPOCHS  # the cost being removed: one per checkpoint
-    # one per trial end, plus Tune's start, its clock (>= 10 s apart) and its final snapshot
+    # one per trial added, plus Tune's start, its clock (>= 10 s apart) and its final snapshot
     assert TRIALS <= len(ours) <= TRIALS + 4, ours
     assert ours[-1]["finished"] == TRIALS
 
@@ -60,9 +60,10 @@ def test_the_policy_sets_the_checkpoint_manager_or_fails_loudly():
     scheduler = Unpruned()
     wrapper = SimpleNamespace(_tune_controller=SimpleNamespace(_checkpoint_manager=manager))  # Tune's wrapper
     scheduler.on_trial_add(wrapper, SimpleNamespace())
-    assert manager._sync_every_n_trial_checkpoints is None and not manager._should_force_sync_up
+    assert manager._sync_every_n_trial_checkpoints is None and manager._should_force_sync_up
+    manager._should_force_sync_up = False  # Tune took the snapshot
     scheduler.on_trial_complete(SimpleNamespace(_checkpoint_manager=manager), SimpleNamespace(), {})
-    assert manager._should_force_sync_up
+    assert not manager._should_force_sync_up  # an ended trial is settled on restore from Optuna's verdict
     with pytest.raises(RuntimeError, match="orchestrator/tune/snapshots.py"):
         scheduler.on_trial_add(SimpleNamespace(_checkpoint_manager=object()), SimpleNamespace())
-    assert issubclass(Unpruned, SnapshotOnTrialEnd)
+    assert issubclass(Unpruned, SnapshotPerTrial)

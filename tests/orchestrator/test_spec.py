@@ -17,44 +17,12 @@ from orchestrator.cli import main
 from orchestrator.tune.search import build_sampler
 from orchestrator.spec import Choices, FloatRange, Fixed, IntRange, build_spec, load_spec
 from orchestrator.spec.yamlio import parse_override
-from search_spaces import load_preset, merge
+from search_spaces import load_preset
+from study_docs import DELETE, tiny_doc, with_changes  # tests/ is on the pytest pythonpath
 from trainables.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 SEMTUNE = [sys.executable, "-m", "orchestrator.cli"]
-DELETE = object()
-
-
-def tiny_doc(**over) -> dict:
-    """A valid, tiny study as plain data (no data or model folders needed to validate it)."""
-    doc = {
-        "name": "tiny",
-        "dataset": {"train_per_class": 10, "tune_per_class": 5},
-        "trial": {"codec": {"width": 8}, "classifier": {"arch": "resnet20"}, "stage1": {"lr": 0.003},
-                  "stage2": {"lr": 0.001}, "batch_size": 16, "threads": 1},
-        "conditions": {"snr_db": [20], "kn": ["1/12", "1/6"]},
-        "search_space": {"alpha1": {"low": 0.1, "high": 0.9}, "tau": {"low": 0.1, "high": 1.0, "log": True}},
-        "sampler": {"name": "random"},
-        "pruner": {"name": "moasha", "grace_epochs": 1, "reduction_factor": 2},
-        "budget": {"trials_per_condition": 3, "max_concurrent": 2, "stage1_epochs": 2, "stage2_epochs": 1},
-        "storage_path": "studies",
-    }
-    return merge(doc, over)
-
-
-def with_changes(doc: dict, changes: dict[str, object]) -> dict:
-    """``doc`` with dotted keys set (or removed with ``DELETE``), creating parents as needed."""
-    doc = copy.deepcopy(doc)
-    for dotted, value in changes.items():
-        *parents, leaf = dotted.split(".")
-        node = doc
-        for key in parents:
-            node = node.setdefault(key, {})
-        if value is DELETE:
-            del node[leaf]
-        else:
-            node[leaf] = value
-    return doc
 
 
 def problems(doc, base: Path = ROOT) -> dict[str, str]:

@@ -10,7 +10,6 @@ completes it there, writing nothing at the old place; ``semtune run`` with anoth
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import pickle
@@ -32,35 +31,20 @@ from orchestrator.spec.study import PATH_OR_KIND_FIELDS, WHERE_FIELDS
 from orchestrator.study.folder import StudyFolder
 from orchestrator.tracking.study_run import relocate_artifacts
 from orchestrator.tune.search import build_router
+from study_docs import tiny_doc, with_changes
 
 SEMTUNE = [sys.executable, "-m", "orchestrator.cli"]
 
 
-def tiny_doc() -> dict:
-    return {
-        "name": "ident",
-        "dataset": {"train_per_class": 10, "tune_per_class": 5, "search_dirs": ["data"], "root": "cache/cifar"},
-        "trial": {"codec": {"width": 8},
-                  "classifier": {"arch": "resnet20", "checkpoint": "models/r20.th", "search_dirs": ["models"],
-                                 "cache_dir": "cache/classifiers"},
-                  "stage1": {"lr": 0.003}, "stage2": {"lr": 0.001}, "batch_size": 16},
-        "conditions": {"snr_db": [20], "kn": ["1/12", "1/6"]},
-        "search_space": {"alpha1": {"low": 0.1, "high": 0.9}, "tau": {"low": 0.1, "high": 1.0, "log": True}},
-        "sampler": {"name": "random"},
-        "pruner": {"name": "moasha", "grace_epochs": 1, "reduction_factor": 2},
-        "budget": {"trials_per_condition": 3, "max_concurrent": 2, "stage1_epochs": 2, "stage2_epochs": 1},
-        "storage_path": "studies",
-    }
+def ident_doc() -> dict:
+    """The tiny study with every path field set (relative: they resolve against the spec's folder)."""
+    return tiny_doc(name="ident", dataset={"search_dirs": ["data"], "root": "cache/cifar"},
+                    trial={"classifier": {"checkpoint": "models/r20.th", "search_dirs": ["models"],
+                                          "cache_dir": "cache/classifiers"}})
 
 
 def changed(doc: dict, dotted: str, value) -> dict:
-    doc = copy.deepcopy(doc)
-    *parents, leaf = dotted.split(".")
-    node = doc
-    for key in parents:
-        node = node.setdefault(key, {})
-    node[leaf] = value
-    return doc
+    return with_changes(doc, {dotted: value})
 
 
 # -- (a) the hash --------------------------------------------------------------------------------
@@ -82,35 +66,35 @@ SCIENCE_CHANGES = [
 
 @pytest.mark.parametrize(("field", "value"), WHERE_CHANGES, ids=[c[0] for c in WHERE_CHANGES])
 def test_the_hash_ignores_where_a_study_runs(tmp_path, field, value):
-    h = build_spec(tiny_doc(), tmp_path).spec_hash()
-    assert build_spec(changed(tiny_doc(), field, value), tmp_path).spec_hash() == h
+    h = build_spec(ident_doc(), tmp_path).spec_hash()
+    assert build_spec(changed(ident_doc(), field, value), tmp_path).spec_hash() == h
 
 
 @pytest.mark.parametrize(("field", "value"), SCIENCE_CHANGES, ids=[f"{c[0]}={c[1]}" for c in SCIENCE_CHANGES])
 def test_the_hash_follows_the_science(tmp_path, field, value):
-    h = build_spec(tiny_doc(), tmp_path).spec_hash()
-    assert build_spec(changed(tiny_doc(), field, value), tmp_path).spec_hash() != h
+    h = build_spec(ident_doc(), tmp_path).spec_hash()
+    assert build_spec(changed(ident_doc(), field, value), tmp_path).spec_hash() != h
 
 
 def test_a_moved_checkout_or_study_file_is_the_same_study(tmp_path):
     """Relative paths are pinned absolute against the study file's folder: another folder, same hash."""
-    here, there = build_spec(tiny_doc(), tmp_path / "a"), build_spec(tiny_doc(), tmp_path / "b")
+    here, there = build_spec(ident_doc(), tmp_path / "a"), build_spec(ident_doc(), tmp_path / "b")
     assert here.storage_path != there.storage_path and here.dataset.search_dirs != there.dataset.search_dirs
     assert here.spec_hash() == there.spec_hash()
     assert here.legacy_spec_hash() != there.legacy_spec_hash()  # what study.json held before
 
 
 def test_checkpoint_kinds_stay_apart(tmp_path):
-    hashes = {build_spec(changed(tiny_doc(), "trial.classifier.checkpoint", c), tmp_path).spec_hash()
+    hashes = {build_spec(changed(ident_doc(), "trial.classifier.checkpoint", c), tmp_path).spec_hash()
               for c in ("auto", "models/r20.th")}
-    no_checkpoint = changed(changed(tiny_doc(), "trial.classifier.checkpoint", None), "trial.classifier.finetune_epochs", 1)
+    no_checkpoint = changed(changed(ident_doc(), "trial.classifier.checkpoint", None), "trial.classifier.finetune_epochs", 1)
     hashes.add(build_spec(no_checkpoint, tmp_path).spec_hash())
     assert len(hashes) == 3
 
 
 def test_every_where_field_names_a_field_of_the_spec(tmp_path):
     """A typo in WHERE_FIELDS would silently keep that field in the hash."""
-    dump = build_spec(tiny_doc(), tmp_path).model_dump(mode="json")
+    dump = build_spec(ident_doc(), tmp_path).model_dump(mode="json")
     for keys in WHERE_FIELDS + PATH_OR_KIND_FIELDS:
         node = dump
         for key in keys:
@@ -145,7 +129,7 @@ def test_the_embedded_store_is_the_folders_own_wherever_it_is(tmp_path):
 
 
 def test_the_routers_pickles_hold_no_storage_and_bind_to_the_restoring_one(tmp_path):
-    spec = build_spec(tiny_doc(), tmp_path)
+    spec = build_spec(ident_doc(), tmp_path)
     arms = study_arms(spec)
     old, new = tmp_path / "old" / "ident", tmp_path / "new" / "ident"
     old.mkdir(parents=True)

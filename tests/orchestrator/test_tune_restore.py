@@ -1,10 +1,20 @@
-"""A snapshot that lags its trial's checkpoints (a driver killed between Tune's delete and snapshot)."""
+"""A Tune snapshot that lags the study (a driver killed between two snapshots): a trial checkpointed
+since, or ended since with its verdict already in Optuna."""
 
 from __future__ import annotations
 
 import json
 
-from orchestrator.tune.experiment import repair_lagging_checkpoints
+import ray.cloudpickle
+from mlflow.tracking import MlflowClient
+
+from orchestrator.outcomes import Outcome, trial_outcome
+from orchestrator.spec import build_spec, study_arms
+from orchestrator.tracking.runs import StudyRun, child_runs, finish_run, trial_tags
+from orchestrator.tracking.tags import TAG_PARENT, TAG_STATUS, TAG_TRIAL, TAG_TRIAL_DIR
+from orchestrator.tune.restore import repair_lagging_checkpoints, settle_ended_trials
+from orchestrator.tune.search import build_router
+from study_docs import tiny_doc
 
 
 def _state(tune_dir, dirname: str, checkpoint: str) -> None:
@@ -31,3 +41,63 @@ def test_a_present_or_unrecoverable_checkpoint_is_left_alone(tmp_path):
     _state(tmp_path, "t", "checkpoint_000004")  # nothing newer than the named one: Tune reports it
     assert repair_lagging_checkpoints(tmp_path) == 0
     assert sorted(p.name for p in trial.iterdir()) == ["checkpoint_000001"]
+
+
+# -- a trial that ended after Tune's last snapshot ------------------------------------------------
+
+
+def _told_study(tmp_path):
+    """A router with two suggested trials, one told COMPLETE, and MLflow runs for both, still RUNNING
+    (the driver was killed after Optuna heard the verdict, before RunFinalizer and Tune's snapshot)."""
+    spec = build_spec(tiny_doc(), tmp_path)
+    router = build_router(spec, study_arms(spec), f"sqlite:///{tmp_path}/optuna.db")
+    router.suggest("ended")
+    router.suggest("running")
+    router.on_trial_complete("ended", result={"epoch": 3, "epochs_total": 3, "accuracy": 0.61, "psnr": 21.5})
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    eid = client.create_experiment("tiny")
+    parent = client.create_run(eid).info.run_id
+    study = StudyRun(f"sqlite:///{tmp_path}/mlflow.db", eid, parent, "tiny")
+    for trial_id in ("ended", "running"):
+        client.create_run(eid, tags={TAG_PARENT: parent, TAG_STATUS: "running", **trial_tags(trial_id, "c", "m")})
+    tune_dir = tmp_path / "tune"
+    tune_dir.mkdir()
+    lagging = {"epoch": 2, "epochs_total": 3, "accuracy": 0.5, "psnr": 20.0}
+    trial_data = [[json.dumps({"trial_id": t, "status": "RUNNING", "relative_logdir": t}),
+                   json.dumps({"last_result": lagging})] for t in ("ended", "running")]
+    (tune_dir / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": trial_data}))
+    limiter = {"max_concurrent": 2, "live_trials": {"ended", "running"}, "num_unfinished_live_trials": 2}
+    (tune_dir / "search_gen_state-2026-01-01_00-00-00.json").write_bytes(
+        ray.cloudpickle.dumps({"counter": 2, "name:ConcurrencyLimiter": limiter}))
+    return tune_dir, router, study
+
+
+def test_a_trial_told_after_the_last_snapshot_is_restored_as_ended_with_its_verdict(tmp_path):
+    tune_dir, router, study = _told_study(tmp_path)
+    fresh = build_router(build_spec(tiny_doc(), tmp_path), study_arms(build_spec(tiny_doc(), tmp_path)),
+                         f"sqlite:///{tmp_path}/optuna.db")  # what a resume builds: it reads the storage
+    assert settle_ended_trials(tune_dir, fresh, study) == 1
+
+    state = json.loads(next(tune_dir.glob("experiment_state-*.json")).read_text())
+    trials = {json.loads(t)["trial_id"]: (json.loads(t), json.loads(r)) for t, r in state["trial_data"]}
+    assert trials["ended"][0]["status"] == "TERMINATED"
+    assert trials["ended"][1]["last_result"] == {"epoch": 3, "epochs_total": 3, "accuracy": 0.61, "psnr": 21.5}
+    assert trials["running"][0]["status"] == "RUNNING"  # never told: it continues from its checkpoint
+    assert trial_outcome(trials["ended"][1]["last_result"], errored=False).status == "completed"
+
+    client = study.client()
+    runs = {r.data.tags[TAG_TRIAL]: r for r in child_runs(client, study)}
+    assert (runs["ended"].info.status, runs["ended"].data.tags[TAG_STATUS]) == ("FINISHED", "completed")
+    assert (runs["running"].info.status, runs["running"].data.tags[TAG_STATUS]) == ("RUNNING", "running")
+    limiter = ray.cloudpickle.loads(next(tune_dir.glob("search_gen_state-*.json")).read_bytes())["name:ConcurrencyLimiter"]
+    assert (limiter["live_trials"], limiter["num_unfinished_live_trials"]) == ({"running"}, 1)  # its slot is free
+    assert settle_ended_trials(tune_dir, fresh, study) == 0  # idempotent: a killed resume resumes again
+
+
+def test_a_run_that_runfinalizer_ended_keeps_its_own_verdict(tmp_path):
+    tune_dir, router, study = _told_study(tmp_path)
+    client = study.client()
+    run = next(r for r in child_runs(client, study) if r.data.tags[TAG_TRIAL] == "ended")
+    finish_run(client, run.info.run_id, Outcome("completed"), trial_dir="/where/tune/put/it")
+    assert settle_ended_trials(tune_dir, router, study) == 1
+    assert client.get_run(run.info.run_id).data.tags[TAG_TRIAL_DIR] == "/where/tune/put/it"

@@ -26,13 +26,13 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from orchestrator.outcomes import reached_budget, result_epoch
 from orchestrator.tune.schedulers.args import check_arg, is_number
 from orchestrator.tune.schedulers.moasha import group_of
-from orchestrator.tune.snapshots import SnapshotOnTrialEnd
+from orchestrator.tune.search import TUNE_TRIAL_ATTR
+from orchestrator.tune.snapshots import SnapshotPerTrial
 
-TUNE_TRIAL_ATTR = "tune_trial_id"
 _SUFFIX = "/pruning"
 
 
-class OptunaPrunerScheduler(SnapshotOnTrialEnd, FIFOScheduler):
+class OptunaPrunerScheduler(SnapshotPerTrial, FIFOScheduler):
     """Stop Tune trials when an Optuna pruner, fed a weighted sum of the objectives, says so.
 
     Args:

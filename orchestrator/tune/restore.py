@@ -1,0 +1,235 @@
+"""Restoring an interrupted study's Tune run: make Tune's last snapshot agree with what happened after it.
+
+Tune snapshots the experiment on its own clock and when a trial ends (:mod:`orchestrator.tune.snapshots`),
+not at every checkpoint, so a driver killed between two snapshots leaves one that lags the study:
+
+- a trial checkpointed since (:func:`repair_lagging_checkpoints`);
+- a trial ended since, whose verdict Optuna and MLflow already hold (:func:`settle_ended_trials`):
+  restored as unfinished, it would train again and its second ending would contradict the first;
+- the folder moved since (:func:`relocate_search_state`, :func:`use_on_restore`).
+
+Each is a rewrite of Tune's saved state before ``Tuner.restore`` reads it (Ray has no option for
+any of them), atomic, and idempotent: a resume that is itself killed can be resumed again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pyarrow.fs
+import ray
+import ray.cloudpickle
+from optuna.trial import TrialState
+from ray import tune
+
+from orchestrator.objectives import METRICS
+from orchestrator.outcomes import BUDGET_KEY, COMPLETED, EPOCH_KEY, FAILED, FAILURE_KEY, FINISHED, PRUNED, Outcome
+from orchestrator.tracking.runs import StudyRun, find_trial_run, finish_run
+from orchestrator.tracking.tags import TAG_REASON, TAG_STATUS
+from orchestrator.tune.search import RUNG_VALUES_ATTR, TUNE_TRIAL_ATTR, ArmRouter
+
+log = logging.getLogger(__name__)
+_CHECKPOINT_NAME = re.compile(r"checkpoint_\d{6}")
+_ENDED = ("TERMINATED", "ERROR")  # Tune statuses a restore leaves alone
+
+
+def _latest_state(tune_dir: Path) -> Path | None:
+    states = sorted(tune_dir.glob("experiment_state-*.json"))  # Tune reads the newest, by name
+    return states[-1] if states else None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def repair_lagging_checkpoints(tune_dir: Path) -> int:
+    """Give a restore the checkpoint Tune's last snapshot names, when a kill made the snapshot lag.
+
+    With ``CheckpointConfig(num_to_keep=1)`` Tune deletes a trial's previous checkpoint as soon as
+    it registers the next one, and semtune snapshots the experiment when a trial ends and on Tune's
+    clock, not per checkpoint (:mod:`orchestrator.tune.snapshots`). A driver killed in between leaves
+    a snapshot naming a deleted checkpoint, and the restored trial then fails with "Could not
+    recover from checkpoint as it does not exist on storage anymore" (seen in the SIGKILL test).
+    Tune has no option for this, so the newer checkpoint is copied under the old name: the trial
+    function reads its epoch from the checkpoint's own state, so it continues from the newer one.
+    """
+    path = _latest_state(tune_dir)
+    if path is None:
+        return 0
+    repaired = 0
+    for trial_json, runtime_json in json.loads(path.read_text()).get("trial_data", []):
+        trial_dir = tune_dir / str(json.loads(trial_json).get("relative_logdir"))
+        named = _CHECKPOINT_NAME.findall(runtime_json)  # the last result's checkpoint_dir_name
+        if not named or not trial_dir.is_dir() or (trial_dir / named[-1]).exists():
+            continue
+        newer = sorted(p for p in trial_dir.glob("checkpoint_*") if p.is_dir() and p.name > named[-1])
+        if newer:
+            shutil.copytree(newer[-1], trial_dir / named[-1])
+            log.warning("%s: Tune's snapshot names %s, which a kill left deleted; restoring from %s instead",
+                        trial_dir.name, named[-1], newer[-1].name)
+            repaired += 1
+    return repaired
+
+
+def relocate_search_state(tune_dir: Path, max_concurrent: int | None = None) -> bool:
+    """Make Tune's saved search state create new trials in ``tune_dir``, where it is restored from.
+
+    Ray 2.60 restores its search algorithm's ``Experiment`` from ``search_gen_state-*.json``
+    (cloudpickled) with the storage of the first run: after the study folder moved, every trial
+    created after the restore had its storage at the old place and failed at its first checkpoint
+    ("Unable to set up cluster storage", reproduced; restored trials are relocated by Tune itself),
+    or, with the old folder still there, wrote its checkpoints into it. The same file holds the
+    concurrency limit of the first run, which is set to ``max_concurrent`` (``budget.max_concurrent``
+    may change on resume). Rewritten in place, atomically; returns whether anything changed.
+    """
+    states = sorted(tune_dir.glob("search_gen_state-*.json"))  # Tune reads the newest, by name
+    if not states:
+        return False
+    state = ray.cloudpickle.loads(states[-1].read_bytes())
+    changed = False
+    experiment = state.get("experiment") if isinstance(state, dict) else None
+    storage = getattr(experiment, "storage", None)
+    here = (str(tune_dir.parent), tune_dir.name)
+    if isinstance(getattr(storage, "storage_filesystem", None), pyarrow.fs.LocalFileSystem) and (
+            storage.storage_fs_path, storage.experiment_dir_name) != here:
+        log.info("Tune's search state names the experiment %s/%s; new trials go to %s instead",
+                 storage.storage_fs_path, storage.experiment_dir_name, tune_dir)
+        storage.storage_fs_path, storage.experiment_dir_name = here  # experiment.spec["storage"] is this object
+        changed = True
+    limiter = state.get("name:ConcurrencyLimiter") if isinstance(state, dict) else None
+    if max_concurrent and isinstance(limiter, dict) and limiter.get("max_concurrent") not in (None, max_concurrent):
+        limiter["max_concurrent"] = max_concurrent
+        changed = True
+    if changed:
+        _write_atomically(states[-1], ray.cloudpickle.dumps(state))
+    return changed
+
+
+def use_on_restore(tuner: tune.Tuner, search_alg, scheduler, callbacks: list) -> None:
+    """Run a restored Tuner with the searcher, scheduler and callbacks built for the current folder.
+
+    ``Tuner.restore`` brings back the ones pickled in ``tuner.pkl`` when the study started, with
+    that time's paths: the MO-ASHA state file, the Optuna pruners' storage, the MLflow store of
+    :class:`RunFinalizer`. Nothing of their state is lost by replacing them: Tune restores the
+    searcher's from its own snapshot into the searcher it is given (``ArmRouter.restore`` binds it
+    to that searcher's Optuna storage), MO-ASHA reads its rungs from its state file, the Optuna
+    pruners from their storage, and the progress view its table from Tune's callback snapshot.
+    Ray has no public setter for these: they are the fields of the ``TuneConfig`` and ``RunConfig``
+    that ``Tuner.restore`` unpickled (the same from Ray 2.0 to 2.60); if they ever move, this fails
+    instead of letting the study write to the old folder.
+    """
+    internal = getattr(tuner, "_local_tuner", None)
+    tune_config = getattr(internal, "_tune_config", None)
+    run_config = getattr(internal, "_run_config", None)
+    if not (hasattr(tune_config, "search_alg") and hasattr(tune_config, "scheduler")
+            and hasattr(run_config, "callbacks")):
+        raise RuntimeError(f"ray {ray.__version__}: Tuner.restore no longer keeps its TuneConfig and RunConfig where "
+                           "semtune replaces the searcher, scheduler and callbacks of a restored study")
+    tune_config.search_alg, tune_config.scheduler = search_alg, scheduler
+    run_config.callbacks = list(callbacks)
+
+
+def told_verdicts(router: ArmRouter) -> dict[str, object]:
+    """Tune trial id → the finished Optuna trial its searcher was told, over every arm's study."""
+    verdicts = {}
+    for searcher in router.searchers.values():
+        study = searcher._ot_study
+        for t in study._storage.get_all_trials(study._study_id, deepcopy=False,
+                                               states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
+            trial_id = t.user_attrs.get(TUNE_TRIAL_ATTR)
+            if trial_id:
+                verdicts[trial_id] = t
+    return verdicts
+
+
+def _outcome(told) -> Outcome:
+    if told.state == TrialState.COMPLETE:
+        return Outcome(COMPLETED)
+    if told.state == TrialState.PRUNED:
+        return Outcome(PRUNED, pruned_at_epoch=told.user_attrs.get("pruned_at_epoch"))
+    return Outcome(FAILED, reason="failed before the study was interrupted (Optuna's verdict)")
+
+
+def _told_result(last_result: dict, told) -> dict:
+    """The trial's last result as its searcher was told it (a lagging snapshot holds an older one):
+    what a study without MLflow adds up, and what the progress view shows."""
+    result = dict(last_result)
+    budget = result.get(BUDGET_KEY)
+    if told.state == TrialState.COMPLETE:
+        result.update({EPOCH_KEY: budget, **dict(zip(METRICS, told.values))})
+    elif told.state == TrialState.PRUNED:
+        if told.user_attrs.get("pruned_at_epoch") is not None:
+            result[EPOCH_KEY] = told.user_attrs["pruned_at_epoch"]
+        result.update(dict(zip(METRICS, told.user_attrs.get(RUNG_VALUES_ATTR, ()))))
+    else:
+        result[FAILURE_KEY] = result.get(FAILURE_KEY) or _outcome(told).reason
+    return result
+
+
+def _release_concurrency_slots(tune_dir: Path, trial_ids: set[str]) -> None:
+    """Tune's ``ConcurrencyLimiter`` frees a trial's slot when the trial completes; a trial settled
+    before the restore never completes again, so its slot is freed in the saved search state (else
+    each one would lower ``max_concurrent`` for good, and with 1 the study would wait forever)."""
+    states = sorted(tune_dir.glob("search_gen_state-*.json"))  # saved with the experiment state
+    if not states:
+        return
+    state = ray.cloudpickle.loads(states[-1].read_bytes())
+    limiter = state.get("name:ConcurrencyLimiter") if isinstance(state, dict) else None
+    if not isinstance(limiter, dict) or not trial_ids & set(limiter.get("live_trials", ())):
+        return
+    freed = trial_ids & limiter["live_trials"]
+    limiter["live_trials"] = limiter["live_trials"] - freed
+    limiter["num_unfinished_live_trials"] = max(0, limiter.get("num_unfinished_live_trials", 0) - len(freed))
+    _write_atomically(states[-1], ray.cloudpickle.dumps(state))
+
+
+def settle_ended_trials(tune_dir: Path, router: ArmRouter, study: StudyRun | None) -> int:
+    """Mark ended in Tune's last snapshot every trial whose searcher was told its verdict after it.
+
+    The Optuna storage is written when a trial ends; Tune's snapshot only at the end of that
+    controller step (or later). A driver killed in between left a snapshot in which the trial still
+    runs: restored so, it trained again from its checkpoint, and MO-ASHA, now ranking it among more
+    trials, could stop it, so that MLflow said "pruned" where Optuna said COMPLETE (seen in CI). The
+    trial is set TERMINATED with its told result, and its MLflow run is ended with the same verdict
+    when the kill came before :class:`~orchestrator.tune.callbacks.RunFinalizer` did it. Returns how many.
+    """
+    path = _latest_state(tune_dir)
+    if path is None:
+        return 0
+    state = json.loads(path.read_text())
+    verdicts = told_verdicts(router)
+    settled = []
+    for entry in state.get("trial_data", []):
+        trial = json.loads(entry[0])
+        told = verdicts.get(trial.get("trial_id"))
+        if told is None or trial.get("status") in _ENDED:
+            continue
+        runtime = json.loads(entry[1])
+        runtime["last_result"] = _told_result(runtime.get("last_result") or {}, told)
+        trial["status"] = "TERMINATED"
+        entry[0], entry[1] = json.dumps(trial, indent=2), json.dumps(runtime, indent=2)
+        settled.append((trial["trial_id"], str(tune_dir / str(trial.get("relative_logdir"))), told))
+    if not settled:
+        return 0
+    _write_atomically(path, json.dumps(state).encode())
+    _release_concurrency_slots(tune_dir, {trial_id for trial_id, _, _ in settled})
+    if study is not None:
+        client = study.client()
+        for trial_id, trial_dir, told in settled:
+            run = find_trial_run(client, study, trial_id)
+            if run is None or run.data.tags.get(TAG_STATUS) in FINISHED:
+                continue  # RunFinalizer ended it before the kill (or it never opened one)
+            outcome = _outcome(told)
+            finish_run(client, run.info.run_id, outcome, trial_dir, keep_reason=TAG_REASON in run.data.tags)
+            if run.info.status == "KILLED":  # marked interrupted by a graceful stop: it had ended after all
+                client.set_terminated(run.info.run_id, status="FAILED" if outcome.status == FAILED else "FINISHED")
+    log.warning("%d trial(s) ended after Tune's last snapshot; restored as ended, with the verdict Optuna holds",
+                len(settled))
+    return len(settled)
