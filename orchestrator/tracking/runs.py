@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.outcomes import FAILED, RUNNING, Outcome
 from orchestrator.spec.redact import connectable_uri, redact_uri
+from orchestrator.tracking.patience import patiently
 from orchestrator.tracking.tags import (
     FAILURE_TRACEBACK, KIND_TRIAL, TAG_CONDITION, TAG_KIND, TAG_METHOD, TAG_PARENT, TAG_PRUNED_AT, TAG_REASON,
     TAG_STATUS, TAG_TRIAL, TAG_TRIAL_DIR,
@@ -95,7 +96,8 @@ def trial_tags(trial_id: str, condition: str | None, method: str | None) -> dict
 
 
 class TrialRun:
-    """The child run of one trial: logs params once and each epoch's metrics once."""
+    """The child run of one trial: logs params once and each epoch's metrics once; each call waits
+    out a tracking-server outage (:mod:`orchestrator.tracking.patience`)."""
 
     def __init__(self, client: MlflowClient, run_id: str, last_step: int):
         self.client = client
@@ -105,6 +107,13 @@ class TrialRun:
     @classmethod
     def open(cls, study: StudyRun, trial_id: str, run_name: str, condition: str, method: str,
              params: Mapping[str, Any]) -> "TrialRun":
+        """The trial's run, created or found again (retried whole through an outage: a run created
+        before a lost reply is found, not created twice)."""
+        return patiently(cls._open, study, trial_id, run_name, condition, method, params)
+
+    @classmethod
+    def _open(cls, study: StudyRun, trial_id: str, run_name: str, condition: str, method: str,
+              params: Mapping[str, Any]) -> "TrialRun":
         client = study.client()
         run = find_trial_run(client, study, trial_id)
         if run is None:
@@ -130,19 +139,19 @@ class TrialRun:
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
                  if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))]
-        self.client.log_batch(self.run_id, metrics=batch)
+        patiently(self.client.log_batch, self.run_id, metrics=batch)
         self.last_step = step
 
     def set_tags(self, **tags: Any) -> None:
-        self.client.log_batch(self.run_id, tags=as_tags(tags))
+        patiently(self.client.log_batch, self.run_id, tags=as_tags(tags))
 
     def fail(self, reason: str, traceback_text: str) -> None:
         """The worker's own account of a failure: the reason as a tag, the traceback as an artifact."""
-        self.client.log_text(self.run_id, redact_uri(traceback_text), FAILURE_TRACEBACK)
-        finish_run(self.client, self.run_id, Outcome(FAILED, reason=reason))
+        patiently(self.client.log_text, self.run_id, redact_uri(traceback_text), FAILURE_TRACEBACK)
+        patiently(finish_run, self.client, self.run_id, Outcome(FAILED, reason=reason))
 
     def finish(self, outcome: Outcome) -> None:
-        finish_run(self.client, self.run_id, outcome)
+        patiently(finish_run, self.client, self.run_id, outcome)
 
 
 def outcome_tags(outcome: Outcome) -> dict[str, Any]:

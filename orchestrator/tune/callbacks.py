@@ -7,6 +7,7 @@ import logging
 from ray.tune import Callback
 
 from orchestrator.outcomes import TRACEBACK_KEY, trial_outcome
+from orchestrator.tracking.patience import patiently
 from orchestrator.tracking.runs import StudyRun
 from orchestrator.tracking.study_run import delete_orphans, record_trial_end
 from orchestrator.tune.errors import error_reason
@@ -24,8 +25,8 @@ class RunFinalizer(Callback):
     def _record(self, trial, errored: bool) -> None:
         outcome = trial_outcome(trial.last_result, errored, reason=error_reason(trial) if errored else None)
         # trial.path: Tune's folder of the trial; the report finds front members' checkpoints there.
-        record_trial_end(self.study, trial.trial_id, trial.config.get("condition"), trial.config.get("method"),
-                         outcome, trial.path)
+        patiently(record_trial_end, self.study, trial.trial_id, trial.config.get("condition"),
+                  trial.config.get("method"), outcome, trial.path)  # the driver too waits out an outage
 
     def on_step_begin(self, iteration, trials, **info):
         if not self._swept:
