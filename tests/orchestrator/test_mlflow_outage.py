@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 import threading
 import time
 
@@ -28,8 +27,8 @@ from orchestrator.tracking import patience
 from orchestrator.tracking.patience import is_outage, patiently
 from orchestrator.tracking.runs import TrialRun
 from servers import MlflowServer
+from study_cli import SEMTUNE, semtune_env, trial_runs  # tests/ is on the pytest pythonpath
 
-SEMTUNE = [sys.executable, "-m", "orchestrator.cli"]
 
 
 def test_only_an_outage_is_waited_out(monkeypatch):
@@ -80,11 +79,6 @@ def test_an_epoch_waits_for_the_server_to_come_back(tmp_path, monkeypatch, caplo
         server.stop()
 
 
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
-    return {**env, "RAY_AUTH_MODE": "disabled", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
-
-
 def _trained_runs(client: MlflowClient) -> list:
     experiments = [e.experiment_id for e in client.search_experiments()]
     return [r for r in client.search_runs(experiments, filter_string="tags.`semtune.kind` = 'trial'")
@@ -101,8 +95,8 @@ def test_a_study_outlasts_its_mlflow_server_stopped_for_30_s(write_study, tmp_pa
     n_expected = spec.budget.trials_per_condition * len(spec.conditions.kn)
     client = MlflowClient(server.url)
     log = open(tmp_path / "run.log", "w")
-    proc = subprocess.Popen([*SEMTUNE, "run", str(path)], cwd=tmp_path, env=_env(), stdout=log, stderr=log,
-                            start_new_session=True)
+    proc = subprocess.Popen([*SEMTUNE, "run", str(path)], cwd=tmp_path, stdout=log, stderr=log, start_new_session=True,
+                            env=semtune_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0"))  # MLflow's own retries off
     try:
         deadline = time.time() + 300
         while not _trained_runs(client):
@@ -117,7 +111,7 @@ def test_a_study_outlasts_its_mlflow_server_stopped_for_30_s(write_study, tmp_pa
         out = (tmp_path / "run.log").read_text()
         assert f"study finished: {n_expected} trials" in out, out[-3000:]
         record = StudyFolder.for_spec(spec).read_record()
-        runs = client.search_runs([record.experiment_id], filter_string="tags.`semtune.kind` = 'trial'")
+        runs = trial_runs(client, record.experiment_id)
         assert len({r.data.tags["semtune.trial_id"] for r in runs}) == len(runs) == n_expected
         for r in runs:  # no trial failed, and every epoch of every trial is in MLflow once
             assert (r.info.status, r.data.tags["semtune.status"]) == ("FINISHED", "completed"), r.data.tags

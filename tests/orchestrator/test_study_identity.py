@@ -16,7 +16,6 @@ import pickle
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -32,8 +31,8 @@ from orchestrator.study.folder import StudyFolder
 from orchestrator.tracking.study_run import relocate_artifacts
 from orchestrator.tune.search import build_router
 from study_docs import tiny_doc, with_changes
+from study_cli import SEMTUNE, semtune_env, trial_runs  # tests/ is on the pytest pythonpath
 
-SEMTUNE = [sys.executable, "-m", "orchestrator.cli"]
 
 
 def ident_doc() -> dict:
@@ -194,20 +193,10 @@ def test_the_embedded_stores_artifact_uris_follow_a_moved_folder(tmp_path):
 # -- (b) a real study, interrupted, moved, resumed -------------------------------------------------
 
 
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
-    return {**env, "RAY_AUTH_MODE": "disabled"}
-
-
-def _trial_runs(client: MlflowClient, experiment_id: str, view=ViewType.ACTIVE_ONLY) -> list:
-    return client.search_runs([experiment_id], filter_string="tags.`semtune.kind` = 'trial'",
-                              run_view_type=view, max_results=1000)
-
-
 def _interrupt_mid_study(path: Path, folder: StudyFolder, cwd: Path) -> None:
     """``semtune run`` until one trial has finished and another is training, then SIGTERM (a graceful stop)."""
     log = open(cwd / "run.log", "w")
-    proc = subprocess.Popen([*SEMTUNE, "run", str(path)], cwd=cwd, env=_env(), stdout=log, stderr=log,
+    proc = subprocess.Popen([*SEMTUNE, "run", str(path)], cwd=cwd, env=semtune_env(), stdout=log, stderr=log,
                             start_new_session=True)
     try:
         deadline = time.time() + 300
@@ -216,7 +205,7 @@ def _interrupt_mid_study(path: Path, folder: StudyFolder, cwd: Path) -> None:
             assert time.time() < deadline, "the study never had finished and running trials at once"
             if folder.exists() and (folder.path / "mlflow.db").exists():
                 record = folder.read_record()
-                runs = _trial_runs(MlflowClient(record.tracking_uri), record.experiment_id)
+                runs = trial_runs(MlflowClient(record.tracking_uri), record.experiment_id)
                 status = [r.data.tags.get("semtune.status") for r in runs]
                 if {"completed", "pruned"} & set(status) and any(
                         s == "running" and r.data.metrics for s, r in zip(status, runs)):
@@ -251,7 +240,7 @@ def test_a_moved_study_folder_resumes_where_it_is(write_study, tmp_path):
     interrupted_s = time.time() - started
     rungs_before = _rung_entries(old.scheduler_state)
     record = old.read_record()
-    before = {r.data.tags["semtune.trial_id"] for r in _trial_runs(MlflowClient(record.tracking_uri),
+    before = {r.data.tags["semtune.trial_id"] for r in trial_runs(MlflowClient(record.tracking_uri),
                                                                     record.experiment_id)}
     assert rungs_before and 0 < len(before) < n_expected
 
@@ -259,7 +248,7 @@ def test_a_moved_study_folder_resumes_where_it_is(write_study, tmp_path):
     new.path.parent.mkdir()
     shutil.move(str(old.path), str(new.path))
     started = time.time()
-    done = subprocess.run([*SEMTUNE, "resume", str(new.path)], cwd=tmp_path, env=_env(),
+    done = subprocess.run([*SEMTUNE, "resume", str(new.path)], cwd=tmp_path, env=semtune_env(),
                           capture_output=True, text=True, timeout=900)
     resumed_s = time.time() - started
     assert done.returncode == 0, done.stderr[-4000:]
@@ -273,10 +262,10 @@ def test_a_moved_study_folder_resumes_where_it_is(write_study, tmp_path):
     record = new.read_record()
     assert record.embedded_tracking and record.tracking_uri == new.embedded_tracking_uri
     client = MlflowClient(record.tracking_uri)
-    runs = _trial_runs(client, record.experiment_id)
+    runs = trial_runs(client, record.experiment_id)
     ids = [r.data.tags["semtune.trial_id"] for r in runs]
     assert len(ids) == len(set(ids)) == n_expected and before <= set(ids)
-    assert not [r for r in _trial_runs(client, record.experiment_id, ViewType.ALL) if r.info.status == "RUNNING"]
+    assert not [r for r in trial_runs(client, record.experiment_id, ViewType.ALL) if r.info.status == "RUNNING"]
     assert client.get_run(record.parent_run_id).info.status == "FINISHED"
     assert client.get_run(record.parent_run_id).data.tags["semtune.study_folder"] == str(new.path)
     root = new.artifact_location
@@ -300,7 +289,7 @@ def test_a_moved_study_folder_resumes_where_it_is(write_study, tmp_path):
                         budget={"trials_per_condition": 4, "max_concurrent": 1, "stage1_epochs": 2,
                                 "stage2_epochs": 2},
                         pruner={"name": "moasha", "grace_epochs": 1, "reduction_factor": 2})
-    rerun = subprocess.run([*SEMTUNE, "run", str(again)], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+    rerun = subprocess.run([*SEMTUNE, "run", str(again)], cwd=tmp_path, env=semtune_env(), capture_output=True, text=True,
                            timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "resuming study 'moved'" in rerun.stderr and "already exists" not in rerun.stderr

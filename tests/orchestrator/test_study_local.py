@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from orchestrator.spec import load_spec
 from orchestrator.study.runner import run_study
 from orchestrator.study.folder import StudyFolder
+from study_cli import trial_runs  # tests/ is on the pytest pythonpath
 
 pytestmark = pytest.mark.slow
 
@@ -29,9 +30,7 @@ def local_ray():
 
 
 def _trial_runs(outcome, view=ViewType.ACTIVE_ONLY):
-    client = MlflowClient(outcome.tracking_uri)
-    return client.search_runs([outcome.experiment_id], filter_string="tags.`semtune.kind` = 'trial'",
-                              run_view_type=view, max_results=1000)
+    return trial_runs(MlflowClient(outcome.tracking_uri), outcome.experiment_id, view)
 
 
 def _optuna_trials(folder: StudyFolder):

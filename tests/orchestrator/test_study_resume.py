@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import optuna
@@ -22,20 +21,10 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.spec import load_spec
 from orchestrator.study.folder import StudyFolder
+from study_cli import SEMTUNE, semtune_env, trial_runs  # tests/ is on the pytest pythonpath
 
 pytestmark = pytest.mark.slow
-SEMTUNE = [sys.executable, "-m", "orchestrator.cli"]
 OPTUNA_STATE = {"completed": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
-
-
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
-    return {**env, "RAY_AUTH_MODE": "disabled"}
-
-
-def _trial_runs(client: MlflowClient, experiment_id: str, view=ViewType.ACTIVE_ONLY) -> list:
-    return client.search_runs([experiment_id], filter_string="tags.`semtune.kind` = 'trial'",
-                              run_view_type=view, max_results=1000)
 
 
 def _wait_mid_study(folder: StudyFolder, proc: subprocess.Popen, timeout_s: float = 300) -> list:
@@ -45,7 +34,7 @@ def _wait_mid_study(folder: StudyFolder, proc: subprocess.Popen, timeout_s: floa
         assert proc.poll() is None, f"the study ended before it could be interrupted (rc {proc.returncode})"
         if folder.exists() and (folder.path / "mlflow.db").exists():
             record = folder.read_record()
-            runs = _trial_runs(MlflowClient(record.tracking_uri), record.experiment_id)
+            runs = trial_runs(MlflowClient(record.tracking_uri), record.experiment_id)
             finished = [r for r in runs if r.data.tags.get("semtune.status") in OPTUNA_STATE]
             training = [r for r in runs if r.data.tags.get("semtune.status") == "running" and r.data.metrics]
             if finished and training:
@@ -66,7 +55,7 @@ def test_interrupted_driver_resumes_without_lost_or_duplicated_runs(write_study,
     n_expected = spec.budget.trials_per_condition * len(spec.conditions.kn) * len(spec.conditions.snr_db)
 
     log = open(tmp_path / "run.log", "w")
-    proc = subprocess.Popen([*SEMTUNE, "run", str(path)], cwd=tmp_path, env=_env(), stdout=log, stderr=log,
+    proc = subprocess.Popen([*SEMTUNE, "run", str(path)], cwd=tmp_path, env=semtune_env(), stdout=log, stderr=log,
                             start_new_session=True)
     try:
         before = _wait_mid_study(folder, proc)
@@ -88,21 +77,21 @@ def test_interrupted_driver_resumes_without_lost_or_duplicated_runs(write_study,
         assert proc.returncode == 130, (tmp_path / "run.log").read_text()[-3000:]
         assert "study interrupted" in (tmp_path / "run.log").read_text()
         assert parent == "KILLED"
-        runs = _trial_runs(client, record.experiment_id)
+        runs = trial_runs(client, record.experiment_id)
         assert not [r for r in runs if r.info.status == "RUNNING"]
         assert all(r.info.status == "KILLED" for r in runs if r.data.tags["semtune.status"] == "interrupted")
     assert len(before) < n_expected
 
-    done = subprocess.run([*SEMTUNE, "resume", str(folder.path)], cwd=tmp_path, env=_env(),
+    done = subprocess.run([*SEMTUNE, "resume", str(folder.path)], cwd=tmp_path, env=semtune_env(),
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     assert "resuming study 'killed'" in done.stderr
     assert f"study finished: {n_expected} trials" in done.stdout, done.stdout
 
-    runs = _trial_runs(client, record.experiment_id)
+    runs = trial_runs(client, record.experiment_id)
     ids = [r.data.tags["semtune.trial_id"] for r in runs]
     assert len(ids) == len(set(ids)) == n_expected
-    assert not [r for r in _trial_runs(client, record.experiment_id, ViewType.ALL) if r.info.status == "RUNNING"]
+    assert not [r for r in trial_runs(client, record.experiment_id, ViewType.ALL) if r.info.status == "RUNNING"]
     assert client.get_run(record.parent_run_id).info.status == "FINISHED"
     for r in runs:
         assert r.info.status in ("FINISHED", "FAILED")
