@@ -18,6 +18,7 @@ import hashlib
 import io
 import logging
 import pickle
+import threading
 from typing import Any
 
 import optuna
@@ -111,6 +112,17 @@ class PruningAwareNSGAII(optuna.samplers.NSGAIISampler):
     this: the population getters of its ``BaseGASampler`` are overridden, reading the same
     generation attribute it writes.
     """
+
+    # Optuna 5.1's BaseGASampler holds a threading.Lock and defines no pickling for it, and Tune
+    # pickles the searcher (tuner.pkl, every snapshot): the lock is left out and made anew.
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_thread_lock", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()
 
     def _members(self, study, generation: int) -> list[optuna.trial.FrozenTrial]:
         key = self._get_generation_key()

@@ -77,3 +77,14 @@ def test_a_configuration_is_not_run_twice_until_the_space_is_exhausted(tmp_path)
     searcher.on_trial_complete("t0", result={"epoch": 1, "epochs_total": 3, "accuracy": 0.2, "psnr": 12.0})
     seventh = tuple(sorted(searcher.suggest("t6").items()))  # nothing new is left: the repeat runs
     assert seventh in seen
+
+
+def test_the_nsga2_sampler_pickles_as_tune_pickles_the_searcher():
+    """Optuna 5.1's GA samplers hold a lock that does not pickle; Tune pickles the searcher."""
+    import pickle
+
+    from orchestrator.tune.search import PruningAwareNSGAII
+
+    sampler = PruningAwareNSGAII(population_size=4, seed=3)
+    again = pickle.loads(pickle.dumps(sampler))
+    assert again._population_size == 4 and hasattr(again, "_thread_lock")
