@@ -1,6 +1,6 @@
 """Restoring an interrupted study's Tune run: make Tune's last snapshot agree with what happened after it.
 
-Tune snapshots the experiment on its own clock and when a trial ends (:mod:`orchestrator.tune.snapshots`),
+Tune snapshots the experiment on its own clock and when a trial is added (:mod:`orchestrator.tune.snapshots`),
 not at every checkpoint, so a driver killed between two snapshots leaves one that lags the study:
 
 - a trial checkpointed since (:func:`repair_lagging_checkpoints`);
@@ -53,8 +53,8 @@ def repair_lagging_checkpoints(tune_dir: Path) -> int:
     """Give a restore the checkpoint Tune's last snapshot names, when a kill made the snapshot lag.
 
     With ``CheckpointConfig(num_to_keep=1)`` Tune deletes a trial's previous checkpoint as soon as
-    it registers the next one, and semtune snapshots the experiment when a trial ends and on Tune's
-    clock, not per checkpoint (:mod:`orchestrator.tune.snapshots`). A driver killed in between leaves
+    it registers the next one, and semtune snapshots the experiment when a trial is added and on
+    Tune's clock, not per checkpoint (:mod:`orchestrator.tune.snapshots`). A driver killed in between leaves
     a snapshot naming a deleted checkpoint, and the restored trial then fails with "Could not
     recover from checkpoint as it does not exist on storage anymore" (seen in the SIGKILL test).
     Tune has no option for this, so the newer checkpoint is copied under the old name: the trial
@@ -193,8 +193,8 @@ def _release_concurrency_slots(tune_dir: Path, trial_ids: set[str]) -> None:
 def settle_ended_trials(tune_dir: Path, router: ArmRouter, study: StudyRun | None) -> int:
     """Mark ended in Tune's last snapshot every trial whose searcher was told its verdict after it.
 
-    The Optuna storage is written when a trial ends; Tune's snapshot only at the end of that
-    controller step (or later). A driver killed in between left a snapshot in which the trial still
+    The Optuna storage is written when a trial ends; Tune's snapshot comes later (when the next trial
+    is added, or on Tune's clock). A driver killed in between left a snapshot in which the trial still
     runs: restored so, it trained again from its checkpoint, and MO-ASHA, now ranking it among more
     trials, could stop it, so that MLflow said "pruned" where Optuna said COMPLETE (seen in CI). The
     trial is set TERMINATED with its told result, and its MLflow run is ended with the same verdict
