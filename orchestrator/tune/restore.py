@@ -218,8 +218,10 @@ def settle_ended_trials(tune_dir: Path, router: ArmRouter, study: StudyRun | Non
         settled.append((trial["trial_id"], str(tune_dir / str(trial.get("relative_logdir"))), told))
     if not settled:
         return 0
-    _write_atomically(path, json.dumps(state).encode())
+    # The slots first: a resume killed between the two writes settles the trials again, and finds
+    # their slots already free; the other way round their slots would stay taken.
     _release_concurrency_slots(tune_dir, {trial_id for trial_id, _, _ in settled})
+    _write_atomically(path, json.dumps(state).encode())
     if study is not None:
         client = study.client()
         for trial_id, trial_dir, told in settled:
