@@ -54,3 +54,134 @@ class MlflowServer:
                 pass
             self.proc.wait()
             self.proc = None
+
+
+class RayNodes:
+    """A real Ray cluster of ``ray start`` processes on 127.0.0.1: a head (GCS, dashboard and job
+    server) and ``workers`` more nodes, with Ray's token authentication on, as ``docker/cluster.yaml``
+    starts them. Each node runs ``ray start --block`` in its own process group, so :meth:`stop` ends
+    exactly this cluster (``ray stop`` would end every Ray of the machine).
+
+    Each node has its own short temp dir (Unix socket paths are short): nodes that share one delete
+    each other's job working dirs when they clean up (seen: the driver's cwd vanished mid-study)."""
+
+    def __init__(self, root: Path, workers: int = 1, cpus_per_node: int = 1, head_env: dict | None = None):
+        import secrets
+        import tempfile
+
+        self.root, self.workers, self.cpus = root, workers, cpus_per_node
+        self.port, self.dashboard_port = free_port(), free_port()
+        self.address, self.dashboard = f"127.0.0.1:{self.port}", f"http://127.0.0.1:{self.dashboard_port}"
+        bin_dir = str(Path(sys.executable).parent)  # `ray`, `semtune` and the entrypoint's python
+        base = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+        # The clients' environment: `ray job …` and ray.init() send this token.
+        self.env = {**base, "PATH": f"{bin_dir}{os.pathsep}{base.get('PATH', '')}",
+                    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+        self.head_env = {**self.env, **(head_env or {})}
+        self.temp_dirs = [tempfile.mkdtemp(prefix="ray", dir="/tmp") for _ in range(workers + 1)]
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, timeout_s: float = 180) -> "RayNodes":
+        common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(self.cpus),
+                  "--disable-usage-stats"]
+        self._start_node("head", ["--head", "--port", str(self.port), "--dashboard-host", "127.0.0.1",
+                                  "--dashboard-port", str(self.dashboard_port), *common], self.head_env, timeout_s)
+        for i in range(self.workers):
+            self._start_node(f"worker{i}", ["--address", self.address, *common], self.env, timeout_s)
+        return self
+
+    def _start_node(self, name: str, args: list[str], env: dict, timeout_s: float) -> None:
+        log_path = self.root / f"{name}.log"
+        temp_dir = self.temp_dirs[len(self.procs)]
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(["ray", "start", *args, "--temp-dir", temp_dir], env=env, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        deadline = time.time() + timeout_s
+        while "Ray runtime started" not in log_path.read_text():
+            if proc.poll() is not None or time.time() > deadline:
+                self.stop()
+                pytest.fail(f"ray start ({name}) failed: {log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+
+    def ray(self, *args: str, timeout_s: float = 900) -> subprocess.CompletedProcess:
+        """``ray <args>`` as a user runs it against this cluster (jobs go to the dashboard's job server)."""
+        if args[0] == "job":
+            args = (*args[:2], "--address", self.dashboard, *args[2:])
+        return subprocess.run(["ray", *args], env=self.env, capture_output=True, text=True, timeout=timeout_s)
+
+    def stop(self) -> None:
+        import shutil
+
+        for proc in reversed(self.procs):  # workers first, then the head
+            try:
+                os.killpg(proc.pid, 9)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        self.procs = []
+        for d in self.temp_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+class SshServer:
+    """A real OpenSSH server on 127.0.0.1 standing in for a cluster machine that Ray's launcher reaches
+    over SSH (the ``local`` provider): key authentication for this user, and a login shell whose
+    ``HOME`` is ``root/home`` and whose PATH starts with this Python's ``bin`` (semtune and Ray
+    installed, as on a node of the image). The launcher always dials port 22, so ``bin/ssh`` is a
+    client shim that adds this server's port: put :attr:`bin_dir` first on the launcher's PATH."""
+
+    SSHD = Path("/usr/sbin/sshd")
+
+    def __init__(self, root: Path):
+        import getpass
+
+        self.root, self.port, self.user = root, free_port(), getpass.getuser()
+        self.home, self.bin_dir = root / "home", root / "bin"
+        self.key = root / "id_ed25519"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 30) -> "SshServer":
+        for missing in (self.SSHD, Path("/usr/bin/ssh"), Path("/usr/bin/rsync")):
+            if not missing.exists():
+                pytest.skip(f"{missing} is absent (.ci/run installs Debian's openssh-server and rsync)")
+        for key in (self.root / "host_key", self.key):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        (self.root / "authorized_keys").write_text(self.key.with_suffix(".pub").read_text())
+        self.home.mkdir()
+        profile = f'export PATH="{Path(sys.executable).parent}:$PATH"\n'
+        for name in (".bashrc", ".profile"):
+            (self.home / name).write_text(profile)
+        self.bin_dir.mkdir()
+        shim = self.bin_dir / "ssh"
+        shim.write_text(f'#!/bin/sh\nexec /usr/bin/ssh -p {self.port} "$@"\n')
+        shim.chmod(0o755)
+        config = self.root / "sshd_config"
+        config.write_text("\n".join([
+            f"Port {self.port}", "ListenAddress 127.0.0.1", f"HostKey {self.root / 'host_key'}",
+            f"AuthorizedKeysFile {self.root / 'authorized_keys'}", "PermitRootLogin prohibit-password",
+            "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
+            f"PidFile {self.root / 'sshd.pid'}", f"SetEnv HOME={self.home}", ""]))
+        if os.geteuid() == 0:
+            Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
+        self.proc = subprocess.Popen([str(self.SSHD), "-D", "-f", str(config), "-E", str(self.root / "sshd.log")],
+                                     start_new_session=True)
+        deadline = time.time() + timeout_s
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    pytest.fail(f"sshd did not start: {(self.root / 'sshd.log').read_text()[-2000:]}")
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, 9)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+            self.proc = None

@@ -22,3 +22,80 @@ def trial_runs(client: MlflowClient, experiment_id: str, view=ViewType.ACTIVE_ON
     """Every trial run of the experiment (``semtune.kind`` = trial)."""
     return client.search_runs([experiment_id], filter_string="tags.`semtune.kind` = 'trial'",
                               run_view_type=view, max_results=1000)
+
+
+# A trial run's final semtune.status -> the state of its Optuna trial.
+OPTUNA_STATE = {"completed": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
+
+
+def wait_mid_study(folder, still_running, timeout_s: float = 300) -> list:
+    """Poll the study's MLflow runs until one trial has finished and another has logged an epoch
+    but not finished; return the runs then. ``still_running()`` says whether the study's driver lives."""
+    import time
+
+    import pytest
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        assert still_running(), "the study ended before it could be interrupted"
+        if folder.exists():
+            record = folder.read_record()
+            runs = trial_runs(MlflowClient(record.tracking_uri), record.experiment_id)
+            finished = [r for r in runs if r.data.tags.get("semtune.status") in OPTUNA_STATE]
+            training = [r for r in runs if r.data.tags.get("semtune.status") == "running" and r.data.metrics]
+            if finished and training:
+                return runs
+        time.sleep(0.5)
+    pytest.fail("the study never reached a state with finished and running trials")
+
+
+def assert_gracefully_interrupted(client: MlflowClient, record) -> None:
+    """After a graceful stop: the parent run KILLED, no trial run RUNNING, the unfinished ones KILLED
+    with status ``interrupted``."""
+    assert client.get_run(record.parent_run_id).info.status == "KILLED"
+    runs = trial_runs(client, record.experiment_id)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert all(r.info.status == "KILLED" for r in runs if r.data.tags["semtune.status"] == "interrupted")
+
+
+def assert_resumed_whole(folder, n_expected: int, before: list) -> list:
+    """A study interrupted and resumed lost and duplicated nothing: exactly ``n_expected`` trials, one
+    MLflow run each (by trial id), none RUNNING, each run's metric history one point per epoch (a
+    resumed trial continued its own run), the runs seen ``before`` the interruption kept, and every
+    Optuna trial that ran to a result matching its run's status. Returns the trial runs."""
+    import optuna
+
+    from orchestrator.tune.search import TUNE_TRIAL_ATTR
+
+    record = folder.read_record()
+    client = MlflowClient(record.tracking_uri)
+    runs = trial_runs(client, record.experiment_id)
+    ids = [r.data.tags["semtune.trial_id"] for r in runs]
+    assert len(ids) == len(set(ids)) == n_expected, sorted(ids)
+    assert not [r for r in trial_runs(client, record.experiment_id, ViewType.ALL) if r.info.status == "RUNNING"]
+    assert client.get_run(record.parent_run_id).info.status == "FINISHED"
+    for r in runs:
+        assert r.info.status in ("FINISHED", "FAILED")
+        status = r.data.tags["semtune.status"]
+        assert status in ("completed", "pruned"), (status, r.data.tags.get("semtune.failure_reason"))
+        epochs = [m.step for m in client.get_metric_history(r.info.run_id, "accuracy")]
+        assert epochs == list(range(1, int(r.data.metrics["epoch"]) + 1)), (r.data.tags["semtune.trial_id"], epochs)
+    # Trials that ran before the interruption kept their runs (same run ids), so nothing was lost.
+    survivors = {r.info.run_id for r in runs}
+    kept = [r for r in before if r.data.tags.get("semtune.status") in OPTUNA_STATE]
+    assert kept and all(r.info.run_id in survivors for r in kept)
+
+    storage = optuna.storages.RDBStorage(folder.optuna_url)
+    by_trial = {r.data.tags["semtune.trial_id"]: r for r in runs}
+    told = 0
+    for summary in optuna.get_all_study_summaries(storage):
+        if summary.study_name.endswith("/pruning"):
+            continue
+        for t in optuna.load_study(study_name=summary.study_name, storage=storage).trials:
+            assert t.state != optuna.trial.TrialState.RUNNING, (summary.study_name, t.number)
+            run = by_trial.get(t.user_attrs.get(TUNE_TRIAL_ATTR))
+            if run is not None:
+                assert t.state.name == OPTUNA_STATE[run.data.tags["semtune.status"]]
+                told += 1
+    assert told == n_expected
+    return runs

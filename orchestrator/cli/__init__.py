@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             print(line, file=sys.stderr)
         return EXIT_INVALID
     except FileNotFoundError as err:
+        if err.errno is not None and err.filename is None:  # no path of the user's: e.g. a vanished cwd
+            raise
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INVALID
     except KeyboardInterrupt:

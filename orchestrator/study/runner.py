@@ -41,6 +41,7 @@ from orchestrator.tracking.tags import (
 )
 from orchestrator.tune.experiment import build_tuner
 from orchestrator.tune.progress import ProgressView
+from orchestrator.tune.restore import unfinished_in_last_snapshot
 from trainables.config import ConfigError
 from trainables.data import describe_split
 
@@ -210,7 +211,9 @@ def run_study(spec: StudySpec, verbose: bool = False, folder: StudyFolder | None
             if study is not None:
                 mark_interrupted(study)
             raise
-        interrupted = grid.num_terminated + grid.num_errors < expected  # Tune saved its state and returned early
+        # Tune saved its state and returned early: trials were left unfinished, or never started.
+        interrupted = (unfinished_in_last_snapshot(folder.tune_dir) > 0
+                       or grid.num_terminated + grid.num_errors < expected)
         if study is None:
             totals = add_up(tally_of(r) for r in grid)
         else:

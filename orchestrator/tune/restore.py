@@ -43,6 +43,19 @@ def _latest_state(tune_dir: Path) -> Path | None:
     return states[-1] if states else None
 
 
+def unfinished_in_last_snapshot(tune_dir: Path) -> int:
+    """How many trials Tune's last snapshot holds unfinished: what a resume would continue.
+
+    Tune snapshots the experiment before it stops the running trials, so after a graceful stop
+    (Ctrl-C, SIGTERM) they are RUNNING or PENDING here, while the result grid may already count
+    them ended: ``ray job stop`` left a grid with every trial ended and the study looked done."""
+    path = _latest_state(tune_dir)
+    if path is None:
+        return 0
+    trials = (json.loads(entry[0]) for entry in json.loads(path.read_text()).get("trial_data", []))
+    return sum(t.get("status") not in _ENDED for t in trials)
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)

@@ -12,7 +12,7 @@ from orchestrator.outcomes import Outcome, trial_outcome
 from orchestrator.spec import build_spec, study_arms
 from orchestrator.tracking.runs import StudyRun, child_runs, finish_run, trial_tags
 from orchestrator.tracking.tags import TAG_PARENT, TAG_STATUS, TAG_TRIAL, TAG_TRIAL_DIR
-from orchestrator.tune.restore import repair_lagging_checkpoints, settle_ended_trials
+from orchestrator.tune.restore import repair_lagging_checkpoints, settle_ended_trials, unfinished_in_last_snapshot
 from orchestrator.tune.search import build_router
 from study_docs import tiny_doc
 
@@ -101,3 +101,17 @@ def test_a_run_that_runfinalizer_ended_keeps_its_own_verdict(tmp_path):
     finish_run(client, run.info.run_id, Outcome("completed"), trial_dir="/where/tune/put/it")
     assert settle_ended_trials(tune_dir, router, study) == 1
     assert client.get_run(run.info.run_id).data.tags[TAG_TRIAL_DIR] == "/where/tune/put/it"
+
+
+def test_unfinished_trials_are_counted_from_the_newest_snapshot(tmp_path):
+    """After a graceful stop the grid may count the stopped trials ended; the snapshot does not."""
+    def snapshot(stamp: str, statuses: list[str]) -> None:
+        trial_data = [[json.dumps({"trial_id": f"t{i}", "status": s}), "{}"] for i, s in enumerate(statuses)]
+        (tmp_path / f"experiment_state-{stamp}.json").write_text(json.dumps({"trial_data": trial_data}))
+
+    assert unfinished_in_last_snapshot(tmp_path) == 0  # no snapshot yet
+    snapshot("2026-01-01_00-00-00", ["RUNNING", "RUNNING"])
+    snapshot("2026-01-02_00-00-00", ["TERMINATED", "ERROR", "RUNNING", "PENDING", "PAUSED"])
+    assert unfinished_in_last_snapshot(tmp_path) == 3
+    snapshot("2026-01-03_00-00-00", ["TERMINATED", "ERROR"])
+    assert unfinished_in_last_snapshot(tmp_path) == 0
