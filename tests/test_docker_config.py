@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 DOCKERIGNORE = ROOT / "docker" / "Dockerfile.dockerignore"
 CLUSTER_YAML = ROOT / "docker" / "cluster.yaml"
+LOCAL_CLUSTER_YAML = ROOT / "docker" / "local-cluster.yaml"  # the launcher on machines you have (local provider)
 DOCKER_README = ROOT / "docker" / "README.md"
 PYPROJECT = ROOT / "pyproject.toml"
 
@@ -145,6 +146,12 @@ def cluster() -> dict:
     return yaml.safe_load(CLUSTER_YAML.read_text())
 
 
+@pytest.fixture(scope="module", params=[CLUSTER_YAML, LOCAL_CLUSTER_YAML], ids=lambda p: p.name)
+def any_cluster(request) -> dict:
+    """Each launcher config semtune ships: the rules of every cluster hold for both."""
+    return yaml.safe_load(request.param.read_text())
+
+
 @pytest.fixture(scope="module")
 def built_image(dockerfile_text: str) -> str:
     names = IMAGE_LINE.findall(dockerfile_text)
@@ -159,6 +166,14 @@ def test_cluster_yaml_matches_rays_json_schema(cluster: dict) -> None:
     schema = json.loads(schema_path.read_text())
     jsonschema.validate(cluster, schema)  # raises ValidationError naming the offending field
     assert cluster["cluster_name"] == "semtune"
+
+
+def test_local_cluster_yaml_passes_the_validation_ray_up_runs() -> None:
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    local = yaml.safe_load(LOCAL_CLUSTER_YAML.read_text())
+    validate_config(prepare_config(copy.deepcopy(local)))
+    assert local["provider"]["type"] == "local"
 
 
 def test_cluster_yaml_passes_the_validation_ray_up_runs(cluster: dict) -> None:
@@ -189,13 +204,14 @@ def test_mlflow_listens_on_the_heads_private_address_only(cluster: dict) -> None
     assert "HEAD_IP=$(python -c 'import ray.util; print(ray.util.get_node_ip_address())')" in setup
 
 
-def test_no_server_listens_on_every_interface() -> None:
-    text = CLUSTER_YAML.read_text()
-    assert "0.0.0.0" not in text, "cluster.yaml must not bind (or suggest binding) every interface"
+@pytest.mark.parametrize("path", [CLUSTER_YAML, LOCAL_CLUSTER_YAML], ids=lambda p: p.name)
+def test_no_server_listens_on_every_interface(path: Path) -> None:
+    assert "0.0.0.0" not in path.read_text(), f"{path.name} must not bind (or suggest binding) every interface"
 
 
-def test_ray_token_authentication_is_on(cluster: dict) -> None:
+def test_ray_token_authentication_is_on(any_cluster: dict) -> None:
     """Every `ray start` runs with token auth, and the token Ray reads reaches every node."""
+    cluster = any_cluster
     starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands") for c in cluster[key]
               if "ray start" in c]
     assert len(starts) == 2, f"expected one `ray start` for the head and one for the workers, got {starts}"
@@ -206,11 +222,11 @@ def test_ray_token_authentication_is_on(cluster: dict) -> None:
     assert "--dashboard-host=127.0.0.1" in head, "the dashboard and job API listen on the head's 127.0.0.1 only"
 
 
-def test_ray_job_stop_leaves_time_for_a_graceful_stop(cluster: dict) -> None:
+def test_ray_job_stop_leaves_time_for_a_graceful_stop(any_cluster: dict) -> None:
     """`ray job stop`: SIGTERM, then SIGKILL after RAY_JOB_STOP_WAIT_TIME_S (Ray's default: 3 s)."""
     from ray.dashboard.modules.job.job_supervisor import JobSupervisor
 
-    head = next(c for c in cluster["head_start_ray_commands"] if "ray start" in c)
+    head = next(c for c in any_cluster["head_start_ray_commands"] if "ray start" in c)
     wait = re.search(r"(?:^|[\s;])RAY_JOB_STOP_WAIT_TIME_S=(\d+)\b[^;]*\bray start\b", head)
     assert wait, "the head's `ray start` must set RAY_JOB_STOP_WAIT_TIME_S (the job supervisor reads it there)"
     assert int(wait.group(1)) >= 60 > JobSupervisor.DEFAULT_RAY_JOB_STOP_WAIT_TIME_S
