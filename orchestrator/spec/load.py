@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 import search_spaces
+from orchestrator.spec.redact import redact_uri
 from orchestrator.spec.search_space import FloatRange
 from orchestrator.spec.study import StudySpec, base_trial_doc
 from orchestrator.spec.yamlio import load_mapping
@@ -78,7 +79,12 @@ def _pinned_paths(doc: dict[str, Any], base_dir: Path) -> tuple[dict[str, Any], 
     if isinstance(replay, str) and "://" not in replay:
         doc["replay"] = str((base_dir / Path(replay).expanduser()).resolve())
     storage = doc.setdefault("storage_path", StudySpec.model_fields["storage_path"].default)  # the default too
-    if isinstance(storage, str) and "://" not in storage:
+    if isinstance(storage, str) and "://" in storage:
+        # Object storage is not supported yet: the study folder holds sqlite files (Optuna, the embedded
+        # MLflow store) and Tune state that a resume edits in place. Refused, not turned into `s3:/…`.
+        problems.append(("storage_path", f"{redact_uri(storage)} is a URI; object storage is not supported yet: "
+                                         "give a folder every node mounts (NFS, EFS, a FUSE mount of the bucket)"))
+    elif isinstance(storage, str):
         try:
             doc["storage_path"] = str((base_dir / Path(storage).expanduser()).resolve())
         except (ValueError, OSError, RuntimeError) as err:  # a NUL byte, ~unknown-user

@@ -120,6 +120,8 @@ def test_tiny_doc_is_valid_and_reads_fractions(tmp_path):
     ({"name": 5}, "name", "valid string"),
     ({"report": {"reference_accuracy": 2}}, "report.reference_accuracy", "less than or equal to 1"),
     ({"storage_path": "a\x00b"}, "storage_path", "not a usable path"),
+    ({"storage_path": "s3://bucket/studies"}, "storage_path", "object storage is not supported yet"),
+    ({"storage_path": "s3://AKIAKEY:s3cret@bucket/x"}, "storage_path", "s3://AKIAKEY:***@bucket/x is a URI"),
     # dataset: image size whole for the encoders' 4x downsampling
     ({"dataset.image_size": [33, 32]}, "dataset.image_size", "multiples of 4"),
     ({"dataset.image_size": [0, 0]}, "dataset.image_size", "multiples of 4"),
