@@ -1,6 +1,6 @@
 """A study submitted as users submit it: ``ray job submit --working-dir . -- semtune run study.yaml`` to a
 real two-node cluster of ``ray start`` processes on 127.0.0.1 (token authentication on), logging to a
-real ``mlflow server`` over http; and (e) ``ray job stop`` mid-study, then a resume job.
+real ``mlflow server`` over http; stopped mid-study with ``ray job stop`` (drill e), then submitted again.
 
 Each node has one CPU and each trial asks for one, so two trials at a time need both nodes. Two nodes on
 one machine each have their own temp dir (:class:`servers.RayNodes` says why).
@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from orchestrator.spec import load_spec
 from orchestrator.study.folder import StudyFolder
 from servers import MlflowServer, RayNodes
-from study_cli import assert_gracefully_interrupted, assert_resumed_whole, trial_runs, wait_mid_study
+from study_cli import assert_gracefully_interrupted, assert_resumed_whole, wait_mid_study
 
 pytestmark = pytest.mark.slow
 STOP_GRACE_S = 120  # the head's RAY_JOB_STOP_WAIT_TIME_S, as docker/cluster.yaml sets it
@@ -61,33 +61,13 @@ def _job_status(cluster: RayNodes, job_id: str) -> str:
     return listed[job_id].split("status=<JobStatus.")[1].split(":")[0]
 
 
-def test_a_submitted_study_runs_on_both_nodes(cluster, tracking, tmp_path, study_doc):
-    job, spec = _job_folder(tmp_path, study_doc, "submitted", tracking, pruner={"name": "none"},
-                            budget={"trials_per_condition": 1, "max_concurrent": 2,
-                                    "stage1_epochs": 1, "stage2_epochs": 1})
-    done = _submit(cluster, job, "semtune", "run", "study.yaml")
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    assert "study finished: 2 trials" in done.stdout, done.stdout[-3000:]
-
-    record = StudyFolder.for_spec(spec).read_record()
-    assert record.tracking_uri == tracking
-    client = MlflowClient(tracking)
-    runs = trial_runs(client, record.experiment_id)
-    assert len(runs) == len({r.data.tags["semtune.trial_id"] for r in runs}) == 2
-    assert all(r.info.status == "FINISHED" and r.data.tags["semtune.status"] == "completed" for r in runs)
-    assert client.get_run(record.parent_run_id).info.status == "FINISHED"
-    nodes = json.loads(cluster.ray("list", "nodes", "--address", cluster.address, "--format", "json",
-                                   timeout_s=60).stdout)
-    alive = {n["node_id"] for n in nodes if n["state"] == "ALIVE"}
-    assert len(alive) == 2
-    assert {r.data.tags["semtune.node_id"] for r in runs} == alive
-
-
-def test_ray_job_stop_is_graceful_and_a_resume_job_completes_the_study(cluster, tracking, tmp_path, study_doc):
+def test_a_stopped_study_job_submitted_again_completes_on_both_nodes(cluster, tracking, tmp_path, study_doc):
+    """(e) ``ray job stop`` mid-study is a graceful stop; the same ``semtune run study.yaml`` submitted
+    again resumes it (``run`` continues a study whose folder exists) and the job succeeds."""
     job, spec = _job_folder(tmp_path, study_doc, "stopped", tracking,
                             budget={"trials_per_condition": 2, "max_concurrent": 2,
-                                    "stage1_epochs": 2, "stage2_epochs": 1},
-                            pruner={"name": "moasha", "grace_epochs": 1, "reduction_factor": 2})
+                                    "stage1_epochs": 3, "stage2_epochs": 1},
+                            pruner={"name": "none"})  # no trial cut short: the stop lands mid-study, not after it
     folder = StudyFolder.for_spec(spec)
     n_expected = 4
     submitted = _submit(cluster, job, "semtune", "run", "study.yaml", wait=False)
@@ -104,10 +84,18 @@ def test_ray_job_stop_is_graceful_and_a_resume_job_completes_the_study(cluster, 
     assert "study interrupted" in logs, logs[-3000:]
     assert time.time() - started < STOP_GRACE_S
     record = folder.read_record()
+    assert record.tracking_uri == tracking
     assert_gracefully_interrupted(MlflowClient(record.tracking_uri), record)
     assert len(before) < n_expected
 
-    done = _submit(cluster, job, "semtune", "resume", str(folder.path))
+    done = _submit(cluster, job, "semtune", "run", "study.yaml")
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "resuming study 'stopped'" in done.stdout + done.stderr
     assert f"study finished: {n_expected} trials" in done.stdout, done.stdout[-3000:]
-    assert_resumed_whole(folder, n_expected, before)
+    runs = assert_resumed_whole(folder, n_expected, before)
+
+    nodes = json.loads(cluster.ray("list", "nodes", "--address", cluster.address, "--format", "json",
+                                   timeout_s=60).stdout)
+    alive = {n["node_id"] for n in nodes if n["state"] == "ALIVE"}
+    assert len(alive) == 2
+    assert {r.data.tags["semtune.node_id"] for r in runs} == alive  # two one-CPU trials at a time: both nodes
