@@ -31,7 +31,7 @@ from orchestrator.objectives import METRICS
 from orchestrator.outcomes import BUDGET_KEY, COMPLETED, EPOCH_KEY, FAILED, FAILURE_KEY, FINISHED, PRUNED, Outcome
 from orchestrator.tracking.runs import StudyRun, find_trial_run, finish_run
 from orchestrator.tracking.tags import TAG_REASON, TAG_STATUS
-from orchestrator.tune.search import RUNG_VALUES_ATTR, TUNE_TRIAL_ATTR, ArmRouter
+from orchestrator.tune.search import PRUNED_AT_ATTR, RUNG_VALUES_ATTR, TUNE_TRIAL_ATTR, ArmRouter
 
 log = logging.getLogger(__name__)
 _CHECKPOINT_NAME = re.compile(r"checkpoint_\d{6}")
@@ -102,27 +102,38 @@ def relocate_search_state(tune_dir: Path, max_concurrent: int | None = None) -> 
     concurrency limit of the first run, which is set to ``max_concurrent`` (``budget.max_concurrent``
     may change on resume). Rewritten in place, atomically; returns whether anything changed.
     """
+    def relocate(state) -> bool:
+        changed = False
+        experiment = state.get("experiment") if isinstance(state, dict) else None
+        storage = getattr(experiment, "storage", None)
+        here = (str(tune_dir.parent), tune_dir.name)
+        if isinstance(getattr(storage, "storage_filesystem", None), pyarrow.fs.LocalFileSystem) and (
+                storage.storage_fs_path, storage.experiment_dir_name) != here:
+            log.info("Tune's search state names the experiment %s/%s; new trials go to %s instead",
+                     storage.storage_fs_path, storage.experiment_dir_name, tune_dir)
+            storage.storage_fs_path, storage.experiment_dir_name = here  # experiment.spec["storage"] is this object
+            changed = True
+        limiter = state.get("name:ConcurrencyLimiter") if isinstance(state, dict) else None
+        if max_concurrent and isinstance(limiter, dict) and limiter.get("max_concurrent") not in (None, max_concurrent):
+            limiter["max_concurrent"] = max_concurrent
+            changed = True
+        return changed
+
+    return _edit_search_state(tune_dir, relocate)
+
+
+def _edit_search_state(tune_dir: Path, edit) -> bool:
+    """Apply ``edit(state) -> changed`` to Tune's newest saved search state (``search_gen_state-*.json``,
+    cloudpickled: the search algorithm's ``Experiment`` and its ``ConcurrencyLimiter``), and write it
+    back atomically if it changed. Returns whether it did."""
     states = sorted(tune_dir.glob("search_gen_state-*.json"))  # Tune reads the newest, by name
     if not states:
         return False
     state = ray.cloudpickle.loads(states[-1].read_bytes())
-    changed = False
-    experiment = state.get("experiment") if isinstance(state, dict) else None
-    storage = getattr(experiment, "storage", None)
-    here = (str(tune_dir.parent), tune_dir.name)
-    if isinstance(getattr(storage, "storage_filesystem", None), pyarrow.fs.LocalFileSystem) and (
-            storage.storage_fs_path, storage.experiment_dir_name) != here:
-        log.info("Tune's search state names the experiment %s/%s; new trials go to %s instead",
-                 storage.storage_fs_path, storage.experiment_dir_name, tune_dir)
-        storage.storage_fs_path, storage.experiment_dir_name = here  # experiment.spec["storage"] is this object
-        changed = True
-    limiter = state.get("name:ConcurrencyLimiter") if isinstance(state, dict) else None
-    if max_concurrent and isinstance(limiter, dict) and limiter.get("max_concurrent") not in (None, max_concurrent):
-        limiter["max_concurrent"] = max_concurrent
-        changed = True
-    if changed:
-        _write_atomically(states[-1], ray.cloudpickle.dumps(state))
-    return changed
+    if not edit(state):
+        return False
+    _write_atomically(states[-1], ray.cloudpickle.dumps(state))
+    return True
 
 
 def use_on_restore(tuner: tune.Tuner, search_alg, scheduler, callbacks: list) -> None:
@@ -166,7 +177,7 @@ def _outcome(told) -> Outcome:
     if told.state == TrialState.COMPLETE:
         return Outcome(COMPLETED)
     if told.state == TrialState.PRUNED:
-        return Outcome(PRUNED, pruned_at_epoch=told.user_attrs.get("pruned_at_epoch"))
+        return Outcome(PRUNED, pruned_at_epoch=told.user_attrs.get(PRUNED_AT_ATTR))
     return Outcome(FAILED, reason="failed before the study was interrupted (Optuna's verdict)")
 
 
@@ -178,8 +189,8 @@ def _told_result(last_result: dict, told) -> dict:
     if told.state == TrialState.COMPLETE:
         result.update({EPOCH_KEY: budget, **dict(zip(METRICS, told.values))})
     elif told.state == TrialState.PRUNED:
-        if told.user_attrs.get("pruned_at_epoch") is not None:
-            result[EPOCH_KEY] = told.user_attrs["pruned_at_epoch"]
+        if told.user_attrs.get(PRUNED_AT_ATTR) is not None:
+            result[EPOCH_KEY] = told.user_attrs[PRUNED_AT_ATTR]
         result.update(dict(zip(METRICS, told.user_attrs.get(RUNG_VALUES_ATTR, ()))))
     else:
         result[FAILURE_KEY] = result.get(FAILURE_KEY) or _outcome(told).reason
@@ -190,17 +201,16 @@ def _release_concurrency_slots(tune_dir: Path, trial_ids: set[str]) -> None:
     """Tune's ``ConcurrencyLimiter`` frees a trial's slot when the trial completes; a trial settled
     before the restore never completes again, so its slot is freed in the saved search state (else
     each one would lower ``max_concurrent`` for good, and with 1 the study would wait forever)."""
-    states = sorted(tune_dir.glob("search_gen_state-*.json"))  # saved with the experiment state
-    if not states:
-        return
-    state = ray.cloudpickle.loads(states[-1].read_bytes())
-    limiter = state.get("name:ConcurrencyLimiter") if isinstance(state, dict) else None
-    if not isinstance(limiter, dict) or not trial_ids & set(limiter.get("live_trials", ())):
-        return
-    freed = trial_ids & limiter["live_trials"]
-    limiter["live_trials"] = limiter["live_trials"] - freed
-    limiter["num_unfinished_live_trials"] = max(0, limiter.get("num_unfinished_live_trials", 0) - len(freed))
-    _write_atomically(states[-1], ray.cloudpickle.dumps(state))
+    def free(state) -> bool:
+        limiter = state.get("name:ConcurrencyLimiter") if isinstance(state, dict) else None
+        freed = trial_ids & set(limiter.get("live_trials", ())) if isinstance(limiter, dict) else set()
+        if not freed:
+            return False
+        limiter["live_trials"] = limiter["live_trials"] - freed
+        limiter["num_unfinished_live_trials"] = max(0, limiter.get("num_unfinished_live_trials", 0) - len(freed))
+        return True
+
+    _edit_search_state(tune_dir, free)
 
 
 def settle_ended_trials(tune_dir: Path, router: ArmRouter, study: StudyRun | None) -> int:

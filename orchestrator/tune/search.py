@@ -88,6 +88,7 @@ class TunedGridSampler(optuna.samplers.GridSampler):
         pass
 
 
+PRUNED_AT_ATTR = "pruned_at_epoch"  # user attribute of a PRUNED Optuna trial: the epoch the scheduler stopped it at
 TUNE_TRIAL_ATTR = "tune_trial_id"  # user attribute of a told Optuna trial (and a pruner's shadow trial): its Tune trial
 RUNG_VALUES_ATTR = "rung_values"  # user attribute of a pruned trial: its objectives at the rung it stopped at
 
@@ -225,7 +226,7 @@ class ParetoOptunaSearch(OptunaSearch):
         elif not reached_budget(result):
             state, values = TrialState.PRUNED, None
             if result_epoch(result) is not None:
-                ot_trial.set_user_attr("pruned_at_epoch", result_epoch(result))
+                ot_trial.set_user_attr(PRUNED_AT_ATTR, result_epoch(result))
             if objective_values(result) is not None:  # what PruningAwareNSGAII ranks it by
                 ot_trial.set_user_attr(RUNG_VALUES_ATTR, list(objective_values(result)))
         else:
