@@ -57,12 +57,11 @@ def test_ray_up_then_ray_submit_runs_a_study_on_the_launched_cluster(tmp_path, s
     temp_dir = f"/tmp/ray{uuid.uuid4().hex[:6]}"  # the head's own, not the machine's /tmp/ray (short: sockets)
     config = _launcher_config(tmp_path, sshd, token_file, gcs_port, dashboard_port, temp_dir)
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    (tmp_path / "launcher-tmp").mkdir()  # the launcher's config cache lands here, not in the machine's /tmp
     env.update(PATH=f"{sshd.bin_dir}:{Path(sys.executable).parent}:{env.get('PATH', '')}",
-               RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+               RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, TMPDIR=str(tmp_path / "launcher-tmp"))
 
     def ray_cli(*args: str, timeout_s: float = 600) -> subprocess.CompletedProcess:
-        if args[0] in ("up", "rsync-up", "submit", "down"):  # no launcher cache left in /tmp
-            args = (args[0], "--no-config-cache", *args[1:])
         done = subprocess.run(["ray", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s)
         assert done.returncode == 0, (args, (done.stdout + done.stderr)[-4000:])
         return done
@@ -87,7 +86,7 @@ def test_ray_up_then_ray_submit_runs_a_study_on_the_launched_cluster(tmp_path, s
         nodes = json.loads(ray_cli("list", "nodes", "--address", f"127.0.0.1:{gcs_port}", "--format", "json").stdout)
         assert {r.data.tags["semtune.node_id"] for r in runs} == {n["node_id"] for n in nodes}
     finally:
-        subprocess.run(["ray", "down", "--no-config-cache", "-y", str(config)], cwd=ROOT, env=env,
+        subprocess.run(["ray", "down", "-y", str(config)], cwd=ROOT, env=env,
                        capture_output=True, timeout=300)
         sshd.stop()
         shutil.rmtree(temp_dir, ignore_errors=True)
