@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import MlflowServer
+from servers import MlflowServer, S3Server
 from synthetic_data import write_synthetic_cifar  # tests/ is on the pytest pythonpath (pyproject.toml)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,4 +131,12 @@ def mlflow_server(tmp_path_factory):
     """A real ``mlflow server`` on 127.0.0.1 (sqlite backend, local artifacts); yields its http URL."""
     server = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
     yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server on 127.0.0.1 (moto in server mode) with one empty bucket."""
+    server = S3Server(tmp_path_factory.mktemp("s3-server")).start()
+    yield server
     server.stop()

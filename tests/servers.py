@@ -56,6 +56,58 @@ class MlflowServer:
             self.proc = None
 
 
+class S3Server:
+    """A real S3-compatible server on 127.0.0.1 (``moto`` in server mode, in its own process) with one
+    bucket; ``env`` holds what pyarrow on the driver and on every worker reads to reach it."""
+
+    def __init__(self, root: Path, bucket: str = "semtune-test"):
+        self.root, self.bucket, self.port = root, bucket, free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": self.endpoint}
+        self.proc: subprocess.Popen | None = None
+
+    def uri(self, prefix: str) -> str:
+        """``s3://bucket/prefix`` with the endpoint in the URI, as a study names a server of its own."""
+        return f"s3://{self.bucket}/{prefix}?endpoint_override=127.0.0.1:{self.port}&scheme=http"
+
+    def start(self, timeout_s: float = 60) -> "S3Server":
+        pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
+        with open(self.root / "moto.log", "a") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                         stdout=log, stderr=log, start_new_session=True)
+        deadline = time.time() + timeout_s
+        while True:
+            try:  # moto answers S3's CreateBucket at its root
+                request = urllib.request.Request(f"{self.endpoint}/{self.bucket}", method="PUT")
+                if urllib.request.urlopen(request, timeout=2).status == 200:
+                    return self
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    pytest.fail(f"moto server did not start: {(self.root / 'moto.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Every object's key under ``prefix``, read back through pyarrow (as Ray reads them)."""
+        import pyarrow.fs
+
+        fs = pyarrow.fs.S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1",
+                                     endpoint_override=f"127.0.0.1:{self.port}", scheme="http")
+        selector = pyarrow.fs.FileSelector(f"{self.bucket}/{prefix}", recursive=True, allow_not_found=True)
+        infos = fs.get_file_info(selector)
+        return sorted(i.path.removeprefix(f"{self.bucket}/") for i in infos if i.type == pyarrow.fs.FileType.File)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, 9)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+            self.proc = None
+
+
 class RayNodes:
     """A real Ray cluster of ``ray start`` processes on 127.0.0.1: a head (GCS, dashboard and job
     server) and ``workers`` more nodes, with Ray's token authentication on, as ``docker/cluster.yaml``

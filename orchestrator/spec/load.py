@@ -11,6 +11,7 @@ import search_spaces
 from orchestrator.spec.redact import redact_uri
 from orchestrator.spec.search_space import FloatRange
 from orchestrator.spec.study import StudySpec, base_trial_doc
+from orchestrator.tune.storage import OBJECT_STORE_SCHEMES, is_uri
 from orchestrator.spec.yamlio import load_mapping
 from trainables.bandwidth import KN_TOLERANCE
 from trainables.config import (
@@ -79,17 +80,32 @@ def _pinned_paths(doc: dict[str, Any], base_dir: Path) -> tuple[dict[str, Any], 
     if isinstance(replay, str) and "://" not in replay:
         doc["replay"] = str((base_dir / Path(replay).expanduser()).resolve())
     storage = doc.setdefault("storage_path", StudySpec.model_fields["storage_path"].default)  # the default too
-    if isinstance(storage, str) and "://" in storage:
-        # Object storage is not supported yet: the study folder holds sqlite files (Optuna, the embedded
-        # MLflow store) and Tune state that a resume edits in place. Refused, not turned into `s3:/…`.
-        problems.append(("storage_path", f"{redact_uri(storage)} is a URI; object storage is not supported yet: "
-                                         "give a folder every node mounts (NFS, EFS, a FUSE mount of the bucket)"))
+    if isinstance(storage, str) and storage.startswith("file://"):
+        doc["storage_path"] = storage = storage.removeprefix("file://")
+    if isinstance(storage, str) and is_uri(storage):
+        scheme = storage.partition("://")[0].lower()
+        if scheme not in OBJECT_STORE_SCHEMES:  # not turned into a local folder `foo:/…`
+            problems.append(("storage_path", f"{redact_uri(storage)}: unknown scheme {scheme!r}; give a folder "
+                                             f"or a URI of {', '.join(s + '://' for s in OBJECT_STORE_SCHEMES)}"))
+        # The driver's state (sqlite files a bucket cannot hold) stays in a local folder.
+        doc["state_path"] = doc.get("state_path") or StudySpec.model_fields["storage_path"].default
+        problems += _pin_folder(doc, "state_path", base_dir)
     elif isinstance(storage, str):
-        try:
-            doc["storage_path"] = str((base_dir / Path(storage).expanduser()).resolve())
-        except (ValueError, OSError, RuntimeError) as err:  # a NUL byte, ~unknown-user
-            problems.append(("storage_path", f"not a usable path: {err}"))
+        problems += _pin_folder(doc, "storage_path", base_dir)
+        if doc.get("state_path") is not None:
+            problems.append(("state_path", "only with object storage (storage_path: s3://…); the study folder "
+                                           "is <storage_path>/<name>"))
     return doc, problems
+
+
+def _pin_folder(doc: dict[str, Any], key: str, base_dir: Path) -> list[tuple[str, str]]:
+    if not isinstance(doc.get(key), str):
+        return []  # the schema says what is wrong with it
+    try:
+        doc[key] = str((base_dir / Path(doc[key]).expanduser()).resolve())
+    except (ValueError, OSError, RuntimeError) as err:  # a NUL byte, ~unknown-user
+        return [(key, f"not a usable path: {err}")]
+    return []
 
 
 def _grid_problems(spec: StudySpec) -> list[tuple[str, str]]:

@@ -28,7 +28,14 @@ class StudySpec(Section):
     budget: Budget
     resources: Resources = Resources()
     tracking_uri: str | None = None
-    storage_path: str = "semtune-studies"
+    storage_path: str = Field(
+        "semtune-studies", description="where Tune keeps the trials' results and checkpoints: a folder every node "
+                                       "mounts (the study folder is <storage_path>/<name>), or object storage "
+                                       "(s3://bucket/prefix, gs://…, any URI pyarrow opens)")
+    state_path: str | None = Field(
+        None, description="with object storage only: the local folder holding the study folder <state_path>/<name> "
+                          "(Optuna, the scheduler's rungs, study.json, the embedded MLflow store); "
+                          "default semtune-studies beside the study file")
     ray_address: str | None = None
     seed: int = Field(0, ge=0, lt=2**32, description="Optuna's samplers take 0 <= seed < 2**32")
     report: ReportSpec = ReportSpec()
@@ -92,7 +99,8 @@ class StudySpec(Section):
 # stay in the hash; a classifier checkpoint file by its bytes, which stage 0 hashes into the
 # classifier cache key. Each entry is a path of keys into ``model_dump(mode="json")``.
 WHERE_FIELDS: tuple[tuple[str, ...], ...] = (
-    ("storage_path",),          # the study folder's parent
+    ("storage_path",),          # the study folder's parent, or the object storage of its trials
+    ("state_path",),            # the study folder's parent with object storage
     ("tracking_uri",),          # the MLflow server's address (the embedded store lives in the folder)
     ("ray_address",),           # the Ray cluster's address
     ("resources",),             # CPUs/GPUs per trial: how fast, not what

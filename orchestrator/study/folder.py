@@ -1,13 +1,15 @@
 """The study folder: one place on the driver holding everything a study needs to resume.
 
-    <storage_path>/<name>/
+    <storage_path>/<name>/     (<state_path>/<name>/ when storage_path is object storage)
         spec.yaml              the validated spec (relative paths already pinned)
         study.json             spec hash, MLflow store and parent run, versions, creation time
         optuna.db              one Optuna study per condition (optuna-dashboard can open it)
         mlflow.db, mlartifacts/  the embedded MLflow store when no tracking_uri is given
-        tune/                  Ray Tune's experiment (trials, checkpoints, searcher state)
+        tune/                  Ray Tune's experiment (trials, checkpoints, searcher state); with object
+                               storage it is <storage_path>/<name>/tune instead (orchestrator.tune.storage)
         scheduler_state.json   the pruning scheduler's rungs (Tune does not checkpoint schedulers)
         classifiers/           the stage-0 classifier cache shared by the trials on this node
+        checkpoints/           front members' checkpoints the report fetched from object storage
         semtune.log            what the libraries logged (trial tracebacks too); the terminal stays quiet
 
 The folder may move (another parent, another machine's mount): everything in it is found from the
@@ -69,7 +71,7 @@ class StudyFolder:
 
     @classmethod
     def for_spec(cls, spec: StudySpec) -> "StudyFolder":
-        return cls(Path(spec.storage_path) / spec.name)
+        return cls(Path(spec.state_path or spec.storage_path) / spec.name)
 
     # -- named places --------------------------------------------------------------------------
     @property

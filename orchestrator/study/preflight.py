@@ -4,7 +4,7 @@ Each check either passes or raises :class:`ConfigError` with one line ``<field>:
 says what was tried and what to do, so ``semtune run`` exits with code 2 in seconds and leaves
 nothing behind: no MLflow run, no Optuna trial, no Tune experiment. Checked, in order:
 
-1. the storage path is writable;
+1. the study folder is writable, and so is the object storage when ``storage_path`` is a URI;
 2. the tracking server answers (or the embedded store's folder is writable);
 3. the dataset is found, or downloaded once here instead of once per trial, and holds the
    subsets asked for;
@@ -19,14 +19,19 @@ nothing behind: no MLflow run, no Optuna trial, no Tune experiment. Checked, in 
 
 from __future__ import annotations
 
+import os
 import tempfile
 import urllib.error
 import urllib.request
 from urllib.parse import urlparse
 
+import pyarrow
+import pyarrow.fs
+
 from orchestrator.spec import StudySpec, base_trial_doc, condition_grid
 from orchestrator.spec.redact import connectable_uri, redact_uri
 from orchestrator.study.folder import StudyFolder
+from orchestrator.tune.storage import is_uri, uri_join
 from trainables.config import ConfigError, TrialConfig
 
 TRACKING_TIMEOUT_S = 5.0
@@ -36,15 +41,37 @@ def _fail(field: str, reason: str) -> ConfigError:
     return ConfigError([(field, reason)])
 
 
-def check_storage(folder: StudyFolder) -> None:
-    """The study folder can be created and written (Tune, Optuna and the log all write there)."""
+def check_storage(spec: StudySpec, folder: StudyFolder) -> None:
+    """The study folder can be created and written (Tune, Optuna and the log all write there), and
+    so can the object storage of Tune's experiment when there is one (an endpoint, a bucket and
+    credentials that work: else the first trial would fail at its first checkpoint)."""
+    field = "state_path" if spec.state_path else "storage_path"
     try:
         folder.path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder.path, prefix=".semtune-write-test-"):
             pass
     except OSError as err:
-        raise _fail("storage_path", f"cannot write the study folder {folder.path} "
-                                    f"({type(err).__name__}: {err.strerror or err}); choose a writable storage_path") from None
+        raise _fail(field, f"cannot write the study folder {folder.path} "
+                           f"({type(err).__name__}: {err.strerror or err}); choose a writable {field}") from None
+    if is_uri(spec.storage_path):
+        check_object_storage(spec.storage_path, spec.name)
+
+
+def check_object_storage(storage_path: str, name: str) -> None:
+    """An object written under ``<storage_path>/<name>/`` can be read back and deleted."""
+    probe = uri_join(storage_path, name, f".semtune-write-test-{os.getpid()}")
+    try:
+        fs, path = pyarrow.fs.FileSystem.from_uri(probe)
+        with fs.open_output_stream(path) as stream:
+            stream.write(b"semtune")
+        with fs.open_input_stream(path) as stream:
+            stream.read()
+        fs.delete_file(path)
+    except (OSError, ValueError, pyarrow.ArrowException) as err:
+        reason = " ".join(str(err).split())[:300]
+        raise _fail("storage_path", f"cannot write to {redact_uri(storage_path)} ({redact_uri(reason)}); check "
+                                    "the endpoint, the bucket and the credentials in the environment "
+                                    "(AWS_*, GOOGLE_*)") from None
 
 
 def check_tracking(uri: str) -> None:
@@ -190,7 +217,7 @@ def preflight(spec: StudySpec, folder: StudyFolder, tracking_uri: str | None = N
     A study without MLflow skips the tracking checks; a replayed one reads its curve table instead
     of the dataset and the checkpoint, and has no stage 0."""
     uri = tracking_uri or spec.tracking_uri or folder.embedded_tracking_uri
-    check_storage(folder)
+    check_storage(spec, folder)
     if spec.mlflow:
         check_tracking(uri)
     configs = method_configs(spec, folder)

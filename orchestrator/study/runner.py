@@ -42,6 +42,7 @@ from orchestrator.tracking.tags import (
 from orchestrator.tune.experiment import build_tuner
 from orchestrator.tune.progress import ProgressView
 from orchestrator.tune.restore import unfinished_in_last_snapshot
+from orchestrator.tune.storage import study_tune_storage
 from trainables.config import ConfigError
 from trainables.data import describe_split
 
@@ -177,8 +178,9 @@ def _stop_gracefully_on_sigterm():
 def run_study(spec: StudySpec, verbose: bool = False, folder: StudyFolder | None = None) -> StudyOutcome:
     """Run ``spec`` in ``folder`` (default ``<storage_path>/<name>``), or resume the study it holds."""
     folder = folder or StudyFolder.for_spec(spec)
-    if Path(spec.storage_path) != folder.path.parent:  # e.g. resumed from a folder that moved
-        spec = spec.model_copy(update={"storage_path": str(folder.path.parent)})
+    parent_field = "state_path" if spec.state_path else "storage_path"  # what holds the study folder
+    if Path(getattr(spec, parent_field)) != folder.path.parent:  # e.g. resumed from a folder that moved
+        spec = spec.model_copy(update={parent_field: str(folder.path.parent)})
     resuming = folder.exists()
     if resuming:
         record = _resumed_record(spec, folder)
@@ -212,7 +214,7 @@ def run_study(spec: StudySpec, verbose: bool = False, folder: StudyFolder | None
                 mark_interrupted(study)
             raise
         # Tune saved its state and returned early: trials were left unfinished, or never started.
-        interrupted = (unfinished_in_last_snapshot(folder.tune_dir) > 0
+        interrupted = (unfinished_in_last_snapshot(study_tune_storage(spec, folder)) > 0
                        or grid.num_terminated + grid.num_errors < expected)
         if study is None:
             totals = add_up(tally_of(r) for r in grid)
@@ -244,5 +246,6 @@ def resume_study(study_dir: str | Path, verbose: bool = False) -> StudyOutcome:
         raise ConfigError([("STUDY_DIR", f"{folder.path} is not a semtune study folder (no study.json)")])
     spec = load_spec(folder.spec_file)
     # spec.yaml masks credentials in addresses: connect without them (MLflow then reads the environment's)
-    addresses = {k: connectable_uri(v) for k in ("tracking_uri", "ray_address") if (v := getattr(spec, k))}
+    addresses = {k: connectable_uri(v) for k in ("tracking_uri", "ray_address", "storage_path")
+                 if (v := getattr(spec, k))}
     return run_study(spec.model_copy(update=addresses), verbose=verbose, folder=folder)

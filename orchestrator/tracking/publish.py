@@ -16,18 +16,24 @@ would not. Load models only from a store you trust.
 
 from __future__ import annotations
 
+import posixpath
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import mlflow
 import pandas as pd
+import pyarrow
+import pyarrow.fs
 import torch
+import yaml
 from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 from torch import nn
 
+from orchestrator.spec.redact import connectable_uri
 from orchestrator.tracking.tags import TAG_CONDITION, TAG_FRONT, TAG_MODEL, TAG_MODEL_URI, TAG_RANK, TAG_TRIAL, TAG_TRIAL_DIR
+from orchestrator.tune.storage import TuneStorage, is_uri, uri_join
 
 MODEL_NAME = "semantic_link"
 REPORT_ARTIFACTS = "report"
@@ -60,10 +66,13 @@ def find_checkpoint(trial_dir: str | None, study_folder: Path | None = None) -> 
     """The newest ``checkpoint_*`` of a trial's Tune folder, or None if it is not reachable here.
 
     The folder recorded in the run may have moved with its study folder: ``<study>/tune/<name>``
-    is tried next.
+    is tried next. On object storage (``s3://…``) the checkpoint is downloaded once into the study
+    folder's ``checkpoints/``.
     """
     if not trial_dir:
         return None
+    if is_uri(trial_dir):
+        return _fetched_checkpoint(trial_dir, study_folder)
     candidates = [Path(trial_dir)]
     if study_folder is not None:
         candidates.append(Path(study_folder) / "tune" / Path(trial_dir).name)
@@ -72,6 +81,36 @@ def find_checkpoint(trial_dir: str | None, study_folder: Path | None = None) -> 
         if found:
             return found[-1]
     return None
+
+
+def _fetched_checkpoint(trial_dir: str, study_folder: Path | None) -> Path | None:
+    """The trial's newest checkpoint on object storage, copied into ``<study>/checkpoints/<trial>/``.
+
+    The server is the one of the study's ``storage_path`` (its endpoint options are in the URI,
+    its credentials in the environment), read from the folder's ``spec.yaml``."""
+    if study_folder is None or not (Path(study_folder) / "spec.yaml").is_file():
+        return None
+    spec = yaml.safe_load((Path(study_folder) / "spec.yaml").read_text())
+    trial = posixpath.basename(trial_dir.split("?")[0].rstrip("/"))
+    local = Path(study_folder) / "checkpoints" / trial
+    cached = sorted(p for p in local.glob("checkpoint_*") if (p / "state.pt").is_file())
+    if cached:
+        return cached[-1]
+    try:
+        storage = TuneStorage.remote(uri_join(connectable_uri(spec["storage_path"]), spec["name"], "tune"))
+        remote = storage.join(trial)
+        found = [p for p in storage.glob("checkpoint_*", remote) if storage.exists(posixpath.join(p, "state.pt"))]
+        if not found:
+            return None
+        target = local / posixpath.basename(found[-1])
+        part = target.with_name(f".{target.name}.part")
+        part.mkdir(parents=True, exist_ok=True)  # pyarrow creates no local destination folder
+        pyarrow.fs.copy_files(found[-1], str(part), source_filesystem=storage.fs,
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())
+        part.rename(target)  # a half-copied checkpoint is never taken
+        return target
+    except (OSError, ValueError, KeyError, pyarrow.ArrowException):
+        return None
 
 
 def member_module(checkpoint: Path) -> TransmitAndClassify:

@@ -11,6 +11,7 @@ from orchestrator.tracking.patience import patiently
 from orchestrator.tracking.runs import StudyRun
 from orchestrator.tracking.study_run import delete_orphans, record_trial_end
 from orchestrator.tune.errors import error_reason
+from orchestrator.tune.storage import readable_path
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +25,10 @@ class RunFinalizer(Callback):
 
     def _record(self, trial, errored: bool) -> None:
         outcome = trial_outcome(trial.last_result, errored, reason=error_reason(trial) if errored else None)
-        # trial.path: Tune's folder of the trial; the report finds front members' checkpoints there.
+        # Tune's folder of the trial (a URI on object storage): the report finds front members' checkpoints there.
+        trial_dir = readable_path(getattr(trial.storage, "storage_filesystem", None), trial.path)
         patiently(record_trial_end, self.study, trial.trial_id, trial.config.get("condition"),
-                  trial.config.get("method"), outcome, trial.path)  # the driver too waits out an outage
+                  trial.config.get("method"), outcome, trial_dir)  # the driver too waits out an outage
 
     def on_step_begin(self, iteration, trials, **info):
         if not self._swept:

@@ -23,6 +23,7 @@ from orchestrator.tune.restore import (relocate_search_state, repair_lagging_che
                                        use_on_restore)
 from orchestrator.tune.schedulers import build_scheduler
 from orchestrator.tune.search import build_router
+from orchestrator.tune.storage import study_tune_storage
 from orchestrator.tune.trainable import TrialContext, semtune_trainable
 
 
@@ -45,11 +46,13 @@ def build_tuner(spec: StudySpec, folder: StudyFolder, study: StudyRun | None, pr
         study_prefix=spec.name, state_path=folder.scheduler_state, seed=spec.seed,
     )
     callbacks = [RunFinalizer(study), progress] if study is not None else [progress]
-    if tune.Tuner.can_restore(str(folder.tune_dir)):
-        repair_lagging_checkpoints(folder.tune_dir)
-        settle_ended_trials(folder.tune_dir, router, study)
-        relocate_search_state(folder.tune_dir, spec.budget.max_concurrent)
-        tuner = tune.Tuner.restore(str(folder.tune_dir), trainable, resume_unfinished=True, resume_errored=False)
+    storage = study_tune_storage(spec, folder)
+    if tune.Tuner.can_restore(storage.path, storage_filesystem=storage.filesystem):
+        repair_lagging_checkpoints(storage)
+        settle_ended_trials(storage, router, study)
+        relocate_search_state(storage, spec.budget.max_concurrent)
+        tuner = tune.Tuner.restore(storage.path, trainable, resume_unfinished=True, resume_errored=False,
+                                   storage_filesystem=storage.filesystem)
         use_on_restore(tuner, router, scheduler, callbacks)
         return tuner
     return tune.Tuner(
@@ -64,7 +67,7 @@ def build_tuner(spec: StudySpec, folder: StudyFolder, study: StudyRun | None, pr
             trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=folder.tune_dir.name, storage_path=str(folder.path), verbose=0,
+            name=storage.name, storage_path=storage.parent, storage_filesystem=storage.filesystem, verbose=0,
             callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures, fail_fast=False),

@@ -9,17 +9,16 @@ not at every checkpoint, so a driver killed between two snapshots leaves one tha
 - the folder moved since (:func:`relocate_search_state`, :func:`use_on_restore`).
 
 Each is a rewrite of Tune's saved state before ``Tuner.restore`` reads it (Ray has no option for
-any of them), atomic, and idempotent: a resume that is itself killed can be resumed again.
+any of them), atomic, and idempotent: a resume that is itself killed can be resumed again. The state
+is read and written through :class:`~orchestrator.tune.storage.TuneStorage`: a local folder or object storage.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
+import posixpath
 import re
-import shutil
-from pathlib import Path
 
 import pyarrow.fs
 import ray
@@ -32,37 +31,36 @@ from orchestrator.outcomes import BUDGET_KEY, COMPLETED, EPOCH_KEY, FAILED, FAIL
 from orchestrator.tracking.runs import StudyRun, find_trial_run, finish_run
 from orchestrator.tracking.tags import TAG_REASON, TAG_STATUS
 from orchestrator.tune.search import PRUNED_AT_ATTR, RUNG_VALUES_ATTR, TUNE_TRIAL_ATTR, ArmRouter
+from orchestrator.tune.storage import TuneStorage
 
 log = logging.getLogger(__name__)
 _CHECKPOINT_NAME = re.compile(r"checkpoint_\d{6}")
 _ENDED = ("TERMINATED", "ERROR")  # Tune statuses a restore leaves alone
 
 
-def _latest_state(tune_dir: Path) -> Path | None:
-    states = sorted(tune_dir.glob("experiment_state-*.json"))  # Tune reads the newest, by name
+def _latest(storage: TuneStorage, pattern: str) -> str | None:
+    states = storage.glob(pattern)  # Tune reads the newest, by name
     return states[-1] if states else None
 
 
-def unfinished_in_last_snapshot(tune_dir: Path) -> int:
+def _latest_state(storage: TuneStorage) -> str | None:
+    return _latest(storage, "experiment_state-*.json")
+
+
+def unfinished_in_last_snapshot(storage: TuneStorage) -> int:
     """How many trials Tune's last snapshot holds unfinished: what a resume would continue.
 
     Tune snapshots the experiment before it stops the running trials, so after a graceful stop
     (Ctrl-C, SIGTERM) they are RUNNING or PENDING here, while the result grid may already count
     them ended: ``ray job stop`` left a grid with every trial ended and the study looked done."""
-    path = _latest_state(tune_dir)
+    path = _latest_state(storage)
     if path is None:
         return 0
-    trials = (json.loads(entry[0]) for entry in json.loads(path.read_text()).get("trial_data", []))
+    trials = (json.loads(entry[0]) for entry in json.loads(storage.read(path)).get("trial_data", []))
     return sum(t.get("status") not in _ENDED for t in trials)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def repair_lagging_checkpoints(tune_dir: Path) -> int:
+def repair_lagging_checkpoints(storage: TuneStorage) -> int:
     """Give a restore the checkpoint Tune's last snapshot names, when a kill made the snapshot lag.
 
     With ``CheckpointConfig(num_to_keep=1)`` Tune deletes a trial's previous checkpoint as soon as
@@ -73,26 +71,27 @@ def repair_lagging_checkpoints(tune_dir: Path) -> int:
     Tune has no option for this, so the newer checkpoint is copied under the old name: the trial
     function reads its epoch from the checkpoint's own state, so it continues from the newer one.
     """
-    path = _latest_state(tune_dir)
+    path = _latest_state(storage)
     if path is None:
         return 0
     repaired = 0
-    for trial_json, runtime_json in json.loads(path.read_text()).get("trial_data", []):
-        trial_dir = tune_dir / str(json.loads(trial_json).get("relative_logdir"))
+    for trial_json, runtime_json in json.loads(storage.read(path)).get("trial_data", []):
+        trial_dir = storage.join(str(json.loads(trial_json).get("relative_logdir")))
         named = _CHECKPOINT_NAME.findall(runtime_json)  # the last result's checkpoint_dir_name
-        if not named or not trial_dir.is_dir() or (trial_dir / named[-1]).exists():
+        if not named or not storage.is_dir(trial_dir) or storage.exists(posixpath.join(trial_dir, named[-1])):
             continue
-        newer = sorted(p for p in trial_dir.glob("checkpoint_*") if p.is_dir() and p.name > named[-1])
+        newer = [p for p in storage.glob("checkpoint_*", trial_dir)
+                 if storage.is_dir(p) and posixpath.basename(p) > named[-1]]
         if newer:
-            shutil.copytree(newer[-1], trial_dir / named[-1])
+            storage.copy_tree(newer[-1], posixpath.join(trial_dir, named[-1]))
             log.warning("%s: Tune's snapshot names %s, which a kill left deleted; restoring from %s instead",
-                        trial_dir.name, named[-1], newer[-1].name)
+                        posixpath.basename(trial_dir), named[-1], posixpath.basename(newer[-1]))
             repaired += 1
     return repaired
 
 
-def relocate_search_state(tune_dir: Path, max_concurrent: int | None = None) -> bool:
-    """Make Tune's saved search state create new trials in ``tune_dir``, where it is restored from.
+def relocate_search_state(storage: TuneStorage, max_concurrent: int | None = None) -> bool:
+    """Make Tune's saved search state create new trials in ``storage``, where it is restored from.
 
     Ray 2.60 restores its search algorithm's ``Experiment`` from ``search_gen_state-*.json``
     (cloudpickled) with the storage of the first run: after the study folder moved, every trial
@@ -105,13 +104,13 @@ def relocate_search_state(tune_dir: Path, max_concurrent: int | None = None) -> 
     def relocate(state) -> bool:
         changed = False
         experiment = state.get("experiment") if isinstance(state, dict) else None
-        storage = getattr(experiment, "storage", None)
-        here = (str(tune_dir.parent), tune_dir.name)
-        if isinstance(getattr(storage, "storage_filesystem", None), pyarrow.fs.LocalFileSystem) and (
-                storage.storage_fs_path, storage.experiment_dir_name) != here:
+        saved = getattr(experiment, "storage", None)
+        here = (storage.parent, storage.name)
+        if (storage.is_local and isinstance(getattr(saved, "storage_filesystem", None), pyarrow.fs.LocalFileSystem)
+                and (saved.storage_fs_path, saved.experiment_dir_name) != here):
             log.info("Tune's search state names the experiment %s/%s; new trials go to %s instead",
-                     storage.storage_fs_path, storage.experiment_dir_name, tune_dir)
-            storage.storage_fs_path, storage.experiment_dir_name = here  # experiment.spec["storage"] is this object
+                     saved.storage_fs_path, saved.experiment_dir_name, storage.path)
+            saved.storage_fs_path, saved.experiment_dir_name = here  # experiment.spec["storage"] is this object
             changed = True
         limiter = state.get("name:ConcurrencyLimiter") if isinstance(state, dict) else None
         if max_concurrent and isinstance(limiter, dict) and limiter.get("max_concurrent") not in (None, max_concurrent):
@@ -119,20 +118,20 @@ def relocate_search_state(tune_dir: Path, max_concurrent: int | None = None) -> 
             changed = True
         return changed
 
-    return _edit_search_state(tune_dir, relocate)
+    return _edit_search_state(storage, relocate)
 
 
-def _edit_search_state(tune_dir: Path, edit) -> bool:
+def _edit_search_state(storage: TuneStorage, edit) -> bool:
     """Apply ``edit(state) -> changed`` to Tune's newest saved search state (``search_gen_state-*.json``,
     cloudpickled: the search algorithm's ``Experiment`` and its ``ConcurrencyLimiter``), and write it
     back atomically if it changed. Returns whether it did."""
-    states = sorted(tune_dir.glob("search_gen_state-*.json"))  # Tune reads the newest, by name
-    if not states:
+    path = _latest(storage, "search_gen_state-*.json")
+    if path is None:
         return False
-    state = ray.cloudpickle.loads(states[-1].read_bytes())
+    state = ray.cloudpickle.loads(storage.read(path))
     if not edit(state):
         return False
-    _write_atomically(states[-1], ray.cloudpickle.dumps(state))
+    storage.write(path, ray.cloudpickle.dumps(state))
     return True
 
 
@@ -197,7 +196,7 @@ def _told_result(last_result: dict, told) -> dict:
     return result
 
 
-def _release_concurrency_slots(tune_dir: Path, trial_ids: set[str]) -> None:
+def _release_concurrency_slots(storage: TuneStorage, trial_ids: set[str]) -> None:
     """Tune's ``ConcurrencyLimiter`` frees a trial's slot when the trial completes; a trial settled
     before the restore never completes again, so its slot is freed in the saved search state (else
     each one would lower ``max_concurrent`` for good, and with 1 the study would wait forever)."""
@@ -210,10 +209,10 @@ def _release_concurrency_slots(tune_dir: Path, trial_ids: set[str]) -> None:
         limiter["num_unfinished_live_trials"] = max(0, limiter.get("num_unfinished_live_trials", 0) - len(freed))
         return True
 
-    _edit_search_state(tune_dir, free)
+    _edit_search_state(storage, free)
 
 
-def settle_ended_trials(tune_dir: Path, router: ArmRouter, study: StudyRun | None) -> int:
+def settle_ended_trials(storage: TuneStorage, router: ArmRouter, study: StudyRun | None) -> int:
     """Mark ended in Tune's last snapshot every trial whose searcher was told its verdict after it.
 
     The Optuna storage is written when a trial ends; Tune's snapshot comes later (when the next trial
@@ -223,10 +222,10 @@ def settle_ended_trials(tune_dir: Path, router: ArmRouter, study: StudyRun | Non
     trial is set TERMINATED with its told result, and its MLflow run is ended with the same verdict
     when the kill came before :class:`~orchestrator.tune.callbacks.RunFinalizer` did it. Returns how many.
     """
-    path = _latest_state(tune_dir)
+    path = _latest_state(storage)
     if path is None:
         return 0
-    state = json.loads(path.read_text())
+    state = json.loads(storage.read(path))
     verdicts = told_verdicts(router)
     settled = []
     for entry in state.get("trial_data", []):
@@ -238,13 +237,13 @@ def settle_ended_trials(tune_dir: Path, router: ArmRouter, study: StudyRun | Non
         runtime["last_result"] = _told_result(runtime.get("last_result") or {}, told)
         trial["status"] = "TERMINATED"
         entry[0], entry[1] = json.dumps(trial, indent=2), json.dumps(runtime, indent=2)
-        settled.append((trial["trial_id"], str(tune_dir / str(trial.get("relative_logdir"))), told))
+        settled.append((trial["trial_id"], storage.describe(storage.join(str(trial.get("relative_logdir")))), told))
     if not settled:
         return 0
     # The slots first: a resume killed between the two writes settles the trials again, and finds
     # their slots already free; the other way round their slots would stay taken.
-    _release_concurrency_slots(tune_dir, {trial_id for trial_id, _, _ in settled})
-    _write_atomically(path, json.dumps(state).encode())
+    _release_concurrency_slots(storage, {trial_id for trial_id, _, _ in settled})
+    storage.write(path, json.dumps(state).encode())
     if study is not None:
         client = study.client()
         for trial_id, trial_dir, told in settled:

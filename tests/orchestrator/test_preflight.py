@@ -76,6 +76,9 @@ CASES = {
     "GPUs on a CPU-only cluster": (
         lambda tmp: {"resources": {"cpu": 1, "gpu": 0.5}},
         "resources.gpu", ("0.5 GPU", "0 GPUs")),
+    "unreachable object storage": (
+        lambda tmp: {"storage_path": f"s3://bucket/x?endpoint_override=127.0.0.1:{_closed_port()}&scheme=http"},
+        "storage_path", ("cannot write to s3://bucket/x", "Could not connect", "AWS_*")),
     "unwritable storage": (
         lambda tmp: {"storage_path": str(tmp / "a-file" / "studies")},
         "storage_path", ("cannot write",)),

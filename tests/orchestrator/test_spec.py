@@ -120,8 +120,10 @@ def test_tiny_doc_is_valid_and_reads_fractions(tmp_path):
     ({"name": 5}, "name", "valid string"),
     ({"report": {"reference_accuracy": 2}}, "report.reference_accuracy", "less than or equal to 1"),
     ({"storage_path": "a\x00b"}, "storage_path", "not a usable path"),
-    ({"storage_path": "s3://bucket/studies"}, "storage_path", "object storage is not supported yet"),
-    ({"storage_path": "s3://AKIAKEY:s3cret@bucket/x"}, "storage_path", "s3://AKIAKEY:***@bucket/x is a URI"),
+    ({"storage_path": "ftp://host/studies"}, "storage_path", "unknown scheme 'ftp'; give a folder or a URI of s3://"),
+    ({"storage_path": "sftp://AKIAKEY:s3cret@host/x"}, "storage_path", "sftp://AKIAKEY:***@host/x: unknown scheme"),
+    ({"state_path": "elsewhere"}, "state_path", "only with object storage"),
+    ({"storage_path": "s3://bucket/x", "state_path": "a\x00b"}, "state_path", "not a usable path"),
     # dataset: image size whole for the encoders' 4x downsampling
     ({"dataset.image_size": [33, 32]}, "dataset.image_size", "multiples of 4"),
     ({"dataset.image_size": [0, 0]}, "dataset.image_size", "multiples of 4"),
@@ -223,6 +225,21 @@ def test_presets_validate(tmp_path, preset, n_conditions):
     assert spec.name == preset
     assert len(spec.conditions.snr_db) * len(spec.conditions.kn) == n_conditions
     assert spec.storage_path == str(tmp_path / "semtune-studies")
+
+
+def test_object_storage_keeps_its_uri_and_puts_the_study_folder_under_state_path(tmp_path):
+    from orchestrator.study.folder import StudyFolder
+    from orchestrator.tune.storage import uri_join
+
+    uri = "s3://bucket/studies?endpoint_override=127.0.0.1:9000&scheme=http"
+    spec = build_spec({**tiny_doc(), "storage_path": uri}, tmp_path)
+    assert (spec.storage_path, spec.state_path) == (uri, str(tmp_path / "semtune-studies"))
+    assert StudyFolder.for_spec(spec).path == tmp_path / "semtune-studies" / spec.name
+    moved = build_spec({**tiny_doc(), "storage_path": "gs://other/x", "state_path": "/srv/state"}, tmp_path)
+    assert StudyFolder.for_spec(moved).path == Path("/srv/state") / spec.name
+    assert moved.spec_hash() == spec.spec_hash() == build_spec(tiny_doc(), tmp_path).spec_hash()  # where, not what
+    assert uri_join(uri, spec.name, "tune") == f"s3://bucket/studies/{spec.name}/tune?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert build_spec({**tiny_doc(), "storage_path": "file:///srv/x"}, tmp_path).storage_path == "/srv/x"
 
 
 def test_the_projects_study_yaml_validates_with_paths_pinned_to_its_folder(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from orchestrator.tracking.runs import StudyRun, child_runs, finish_run, trial_t
 from orchestrator.tracking.tags import TAG_PARENT, TAG_STATUS, TAG_TRIAL, TAG_TRIAL_DIR
 from orchestrator.tune.restore import repair_lagging_checkpoints, settle_ended_trials, unfinished_in_last_snapshot
 from orchestrator.tune.search import build_router
+from orchestrator.tune.storage import TuneStorage
 from study_docs import tiny_doc
 
 
@@ -28,18 +29,18 @@ def test_the_named_but_deleted_checkpoint_is_restored_from_the_newer_one(tmp_pat
     (trial / "checkpoint_000003").mkdir(parents=True)
     (trial / "checkpoint_000003" / "state.pt").write_bytes(b"epoch 3")
     _state(tmp_path, trial.name, "checkpoint_000002")
-    assert repair_lagging_checkpoints(tmp_path) == 1
+    assert repair_lagging_checkpoints(TuneStorage.local(tmp_path)) == 1
     assert (trial / "checkpoint_000002" / "state.pt").read_bytes() == b"epoch 3"
-    assert repair_lagging_checkpoints(tmp_path) == 0  # idempotent
+    assert repair_lagging_checkpoints(TuneStorage.local(tmp_path)) == 0  # idempotent
 
 
 def test_a_present_or_unrecoverable_checkpoint_is_left_alone(tmp_path):
     trial = tmp_path / "t"
     (trial / "checkpoint_000001").mkdir(parents=True)
     _state(tmp_path, "t", "checkpoint_000001")
-    assert repair_lagging_checkpoints(tmp_path) == 0
+    assert repair_lagging_checkpoints(TuneStorage.local(tmp_path)) == 0
     _state(tmp_path, "t", "checkpoint_000004")  # nothing newer than the named one: Tune reports it
-    assert repair_lagging_checkpoints(tmp_path) == 0
+    assert repair_lagging_checkpoints(TuneStorage.local(tmp_path)) == 0
     assert sorted(p.name for p in trial.iterdir()) == ["checkpoint_000001"]
 
 
@@ -76,7 +77,7 @@ def test_a_trial_told_after_the_last_snapshot_is_restored_as_ended_with_its_verd
     tune_dir, router, study = _told_study(tmp_path)
     fresh = build_router(build_spec(tiny_doc(), tmp_path), study_arms(build_spec(tiny_doc(), tmp_path)),
                          f"sqlite:///{tmp_path}/optuna.db")  # what a resume builds: it reads the storage
-    assert settle_ended_trials(tune_dir, fresh, study) == 1
+    assert settle_ended_trials(TuneStorage.local(tune_dir), fresh, study) == 1
 
     state = json.loads(next(tune_dir.glob("experiment_state-*.json")).read_text())
     trials = {json.loads(t)["trial_id"]: (json.loads(t), json.loads(r)) for t, r in state["trial_data"]}
@@ -91,7 +92,7 @@ def test_a_trial_told_after_the_last_snapshot_is_restored_as_ended_with_its_verd
     assert (runs["running"].info.status, runs["running"].data.tags[TAG_STATUS]) == ("RUNNING", "running")
     limiter = ray.cloudpickle.loads(next(tune_dir.glob("search_gen_state-*.json")).read_bytes())["name:ConcurrencyLimiter"]
     assert (limiter["live_trials"], limiter["num_unfinished_live_trials"]) == ({"running"}, 1)  # its slot is free
-    assert settle_ended_trials(tune_dir, fresh, study) == 0  # idempotent: a killed resume resumes again
+    assert settle_ended_trials(TuneStorage.local(tune_dir), fresh, study) == 0  # idempotent: a killed resume resumes again
 
 
 def test_a_run_that_runfinalizer_ended_keeps_its_own_verdict(tmp_path):
@@ -99,7 +100,7 @@ def test_a_run_that_runfinalizer_ended_keeps_its_own_verdict(tmp_path):
     client = study.client()
     run = next(r for r in child_runs(client, study) if r.data.tags[TAG_TRIAL] == "ended")
     finish_run(client, run.info.run_id, Outcome("completed"), trial_dir="/where/tune/put/it")
-    assert settle_ended_trials(tune_dir, router, study) == 1
+    assert settle_ended_trials(TuneStorage.local(tune_dir), router, study) == 1
     assert client.get_run(run.info.run_id).data.tags[TAG_TRIAL_DIR] == "/where/tune/put/it"
 
 
@@ -109,9 +110,40 @@ def test_unfinished_trials_are_counted_from_the_newest_snapshot(tmp_path):
         trial_data = [[json.dumps({"trial_id": f"t{i}", "status": s}), "{}"] for i, s in enumerate(statuses)]
         (tmp_path / f"experiment_state-{stamp}.json").write_text(json.dumps({"trial_data": trial_data}))
 
-    assert unfinished_in_last_snapshot(tmp_path) == 0  # no snapshot yet
+    storage = TuneStorage.local(tmp_path)
+    assert unfinished_in_last_snapshot(storage) == 0  # no snapshot yet
     snapshot("2026-01-01_00-00-00", ["RUNNING", "RUNNING"])
     snapshot("2026-01-02_00-00-00", ["TERMINATED", "ERROR", "RUNNING", "PENDING", "PAUSED"])
-    assert unfinished_in_last_snapshot(tmp_path) == 3
+    assert unfinished_in_last_snapshot(storage) == 3
     snapshot("2026-01-03_00-00-00", ["TERMINATED", "ERROR"])
-    assert unfinished_in_last_snapshot(tmp_path) == 0
+    assert unfinished_in_last_snapshot(storage) == 0
+
+
+def test_a_lagging_snapshot_on_object_storage_is_repaired_and_settled_there(tmp_path, s3_server, monkeypatch):
+    """The same rewrites through pyarrow's S3 filesystem, on a real S3-compatible server."""
+    import pyarrow.fs
+
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    tune_dir, router, study = _told_study(tmp_path)
+    (tune_dir / "ended" / "checkpoint_000003").mkdir(parents=True)
+    (tune_dir / "ended" / "checkpoint_000003" / "state.pt").write_bytes(b"epoch 3")
+    state = tune_dir / "experiment_state-2026-01-01_00-00-00.json"
+    doc = json.loads(state.read_text())
+    doc["trial_data"][0][1] = json.dumps({"last_result": {"epoch": 2, "checkpoint_dir_name": "checkpoint_000002"}})
+    state.write_text(json.dumps(doc))
+    storage = TuneStorage.remote(s3_server.uri("restore/tune"))
+    pyarrow.fs.copy_files(str(tune_dir), storage.path, destination_filesystem=storage.fs)
+
+    assert not storage.is_local and storage.describe().startswith("s3://semtune-test/restore/tune")
+    assert unfinished_in_last_snapshot(storage) == 2
+    assert repair_lagging_checkpoints(storage) == 1
+    assert "restore/tune/ended/checkpoint_000002/state.pt" in s3_server.keys("restore")
+    assert storage.read(storage.join("ended/checkpoint_000002/state.pt")) == b"epoch 3"
+    assert settle_ended_trials(storage, router, study) == 1
+    assert unfinished_in_last_snapshot(storage) == 1  # "running" goes on; "ended" is settled, on the server
+    saved = ray.cloudpickle.loads(storage.read(storage.glob("search_gen_state-*.json")[-1]))
+    assert saved["name:ConcurrencyLimiter"]["live_trials"] == {"running"}
+    run = next(r for r in child_runs(study.client(), study) if r.data.tags[TAG_TRIAL] == "ended")
+    assert run.data.tags[TAG_TRIAL_DIR] == "s3://semtune-test/restore/tune/ended"
+    assert settle_ended_trials(storage, router, study) == 0 and repair_lagging_checkpoints(storage) == 0

@@ -1,0 +1,74 @@
+"""A study on object storage: Tune's trials, checkpoints and snapshots on a real S3-compatible server
+(moto on 127.0.0.1), the driver's state in the local study folder; killed mid-study, resumed from there.
+
+The endpoint is named in ``storage_path`` (``?endpoint_override=…&scheme=http``) and the credentials come
+from the environment, as on a cluster where every node has them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from orchestrator.spec import load_spec
+from orchestrator.study.folder import StudyFolder
+from orchestrator.tracking.tags import TAG_TRIAL_DIR
+from study_cli import SEMTUNE, assert_resumed_whole, semtune_env, wait_mid_study  # tests/ is on the pythonpath
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_study_on_object_storage_is_killed_and_resumed_from_there(write_study, tmp_path, s3_server):
+    credentials = {k: v for k, v in s3_server.env.items() if k != "AWS_ENDPOINT_URL_S3"}  # the URI names the endpoint
+    path = write_study(name="on-s3", storage_path=s3_server.uri("studies"),
+                       budget={"trials_per_condition": 4, "max_concurrent": 2, "stage1_epochs": 2, "stage2_epochs": 2},
+                       pruner={"name": "moasha", "grace_epochs": 1, "reduction_factor": 2})
+    spec = load_spec(path)
+    folder = StudyFolder.for_spec(spec)
+    assert folder.path == tmp_path / "semtune-studies" / "on-s3"  # state_path's default, beside the study file
+    n_expected = spec.budget.trials_per_condition * len(spec.conditions.kn) * len(spec.conditions.snr_db)
+
+    log = open(tmp_path / "run.log", "w")
+    proc = subprocess.Popen([*SEMTUNE, "run", str(path)], cwd=tmp_path, env=semtune_env(**credentials),
+                            stdout=log, stderr=log, start_new_session=True)
+    try:
+        before = wait_mid_study(folder, lambda: proc.poll() is None)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=120)
+        time.sleep(3)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        log.close()
+    assert len(before) < n_expected
+    assert any(k.startswith("studies/on-s3/tune/experiment_state-") for k in s3_server.keys("studies"))
+
+    done = subprocess.run([*SEMTUNE, "resume", str(folder.path)], cwd=tmp_path, env=semtune_env(**credentials),
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert f"study finished: {n_expected} trials" in done.stdout, done.stdout
+    runs = assert_resumed_whole(folder, n_expected, before)
+
+    # Tune's experiment is on the server, nothing of it in the study folder; the runs point there.
+    keys = s3_server.keys("studies/on-s3")
+    assert not (folder.path / "tune").exists()
+    assert yaml.safe_load(folder.spec_file.read_text().split("\n", 1)[1])["storage_path"] == spec.storage_path
+    for run in runs:
+        trial_dir = run.data.tags[TAG_TRIAL_DIR]
+        assert trial_dir.startswith("s3://semtune-test/studies/on-s3/tune/"), trial_dir
+        prefix = trial_dir.removeprefix("s3://semtune-test/")
+        assert any(k.startswith(f"{prefix}/checkpoint_") and k.endswith("/state.pt") for k in keys), (trial_dir, keys)
+
+    # The report logs the front members as MLflow models from their checkpoints on the server.
+    report = subprocess.run([*SEMTUNE, "report", str(folder.path)], cwd=tmp_path, env=semtune_env(**credentials),
+                            capture_output=True, text=True, timeout=600)
+    assert report.returncode == 0, report.stderr[-4000:]
+    assert "model logged as runs:/" in report.stdout, report.stdout[-3000:]
+    assert "no checkpoint under" not in report.stdout
+    assert list((folder.path / "checkpoints").glob("*/checkpoint_*/state.pt"))
