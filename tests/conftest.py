@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import MlflowServer, S3Server
+from servers import MlflowServer, PostgresServer, S3Server
 from synthetic_data import write_synthetic_cifar  # tests/ is on the pytest pythonpath (pyproject.toml)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,5 +138,13 @@ def mlflow_server(tmp_path_factory):
 def s3_server(tmp_path_factory):
     """A real S3-compatible server on 127.0.0.1 (moto in server mode) with one empty bucket."""
     server = S3Server(tmp_path_factory.mktemp("s3-server")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL on 127.0.0.1 with password authentication (``.url``, ``.env``: PGPASSWORD)."""
+    server = PostgresServer().start()
     yield server
     server.stop()

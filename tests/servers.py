@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -108,6 +110,43 @@ class S3Server:
             self.proc = None
 
 
+class PostgresServer:
+    """A real PostgreSQL on 127.0.0.1 (Debian's ``postgresql`` package), password authentication; run as
+    user ``postgres`` when the tests run as root (PostgreSQL refuses root). ``env`` gives its password
+    as libpq reads it (``PGPASSWORD``), so the URL carries none."""
+
+    def __init__(self):
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if not found:
+            pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+        self.bin, self.port = found[-1].parent, free_port()
+        self.password = "pg-" + os.urandom(6).hex()
+        self.url = f"postgresql://semtune@127.0.0.1:{self.port}/postgres"
+        self.env = {"PGPASSWORD": self.password}
+        self.root = Path(tempfile.mkdtemp(prefix="pg", dir="/tmp"))  # short (its socket) and open to its owner
+
+    def _run(self, *args: str) -> None:
+        as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        done = subprocess.run([*as_owner, *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
+
+    def start(self) -> "PostgresServer":
+        (self.root / "password").write_text(self.password)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+            shutil.chown(self.root / "password", "postgres")
+        self._run(str(self.bin / "initdb"), "-D", str(self.root / "db"), "-U", "semtune", "--auth=scram-sha-256",
+                  f"--pwfile={self.root / 'password'}")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.root / "db"), "-l", str(self.root / "server.log"), "-w",
+                  "-o", f"-h 127.0.0.1 -p {self.port} -k {self.root}", "start")
+        return self
+
+    def stop(self) -> None:
+        if (self.root / "db" / "postmaster.pid").exists():
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.root / "db"), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 class RayNodes:
     """A real Ray cluster of ``ray start`` processes on 127.0.0.1: a head (GCS, dashboard and job
     server) and ``workers`` more nodes, with Ray's token authentication on, as ``docker/cluster.yaml``
@@ -117,11 +156,12 @@ class RayNodes:
     Each node has its own short temp dir (Unix socket paths are short): nodes that share one delete
     each other's job working dirs when they clean up (seen: the driver's cwd vanished mid-study)."""
 
-    def __init__(self, root: Path, workers: int = 1, cpus_per_node: int = 1, head_env: dict | None = None):
+    def __init__(self, root: Path, workers: int = 1, cpus_per_node: int = 1, head_env: dict | None = None,
+                 head_cpus: int | None = None):
         import secrets
-        import tempfile
 
         self.root, self.workers, self.cpus = root, workers, cpus_per_node
+        self.head_cpus = cpus_per_node if head_cpus is None else head_cpus
         self.port, self.dashboard_port = free_port(), free_port()
         self.address, self.dashboard = f"127.0.0.1:{self.port}", f"http://127.0.0.1:{self.dashboard_port}"
         bin_dir = str(Path(sys.executable).parent)  # `ray`, `semtune` and the entrypoint's python
@@ -134,13 +174,24 @@ class RayNodes:
         self.procs: list[subprocess.Popen] = []
 
     def start(self, timeout_s: float = 180) -> "RayNodes":
-        common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(self.cpus),
-                  "--disable-usage-stats"]
+        common = ["--block", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
         self._start_node("head", ["--head", "--port", str(self.port), "--dashboard-host", "127.0.0.1",
-                                  "--dashboard-port", str(self.dashboard_port), *common], self.head_env, timeout_s)
+                                  "--dashboard-port", str(self.dashboard_port), "--num-cpus", str(self.head_cpus),
+                                  *common], self.head_env, timeout_s)
         for i in range(self.workers):
-            self._start_node(f"worker{i}", ["--address", self.address, *common], self.env, timeout_s)
+            self._start_node(f"worker{i}", ["--address", self.address, "--num-cpus", str(self.cpus), *common],
+                             self.env, timeout_s)
         return self
+
+    def node_temp_dir(self, node: dict) -> str | None:
+        """Which of this cluster's nodes a ``ray.nodes()`` entry is (all share 127.0.0.1): by its temp dir."""
+        return next((d for d in self.temp_dirs if node.get("RayletSocketName", "").startswith(d + "/")), None)
+
+    def kill(self, temp_dir: str) -> None:
+        """Kill one node, every process of it at once (no graceful stop), as a lost machine: its ``ray start``,
+        raylet and the workers the raylet started, which are not all in its process group (a worker left
+        alive would finish its trial and report it to the driver directly, node or not)."""
+        _kill_tree(self.procs[self.temp_dirs.index(temp_dir)])
 
     def _start_node(self, name: str, args: list[str], env: dict, timeout_s: float) -> None:
         log_path = self.root / f"{name}.log"
@@ -163,17 +214,36 @@ class RayNodes:
         return subprocess.run(["ray", *args], env=self.env, capture_output=True, text=True, timeout=timeout_s)
 
     def stop(self) -> None:
-        import shutil
-
         for proc in reversed(self.procs):  # workers first, then the head
-            try:
-                os.killpg(proc.pid, 9)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+            _kill_tree(proc)
         self.procs = []
         for d in self.temp_dirs:
             shutil.rmtree(d, ignore_errors=True)
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc``, its process group, and every process descended from it, at once."""
+    if proc.poll() is not None:  # killed before (a lost node), or it died: its pid may be another's now
+        return
+    table = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout.split()
+    children: dict[int, list[int]] = {}
+    for pid, ppid in zip(map(int, table[::2]), map(int, table[1::2])):
+        children.setdefault(ppid, []).append(pid)
+    tree, todo = [], [proc.pid]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += children.get(pid, [])
+    try:
+        os.killpg(proc.pid, 9)
+    except ProcessLookupError:
+        pass
+    for pid in tree:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    proc.wait()
 
 
 class SshServer:

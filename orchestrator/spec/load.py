@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,10 @@ def _pinned_paths(doc: dict[str, Any], base_dir: Path) -> tuple[dict[str, Any], 
         if doc.get("state_path") is not None:
             problems.append(("state_path", "only with object storage (storage_path: s3://…); the study folder "
                                            "is <storage_path>/<name>"))
+    optuna_storage = doc.get("optuna_storage")
+    if isinstance(optuna_storage, str) and not re.match(r"^[A-Za-z][A-Za-z0-9+]*://", optuna_storage):
+        problems.append(("optuna_storage", f"{redact_uri(optuna_storage)} is not a database URL (postgresql://"
+                                           "user@host/db, mysql+pymysql://…, sqlite:////abs/optuna.db)"))
     return doc, problems
 
 

@@ -36,6 +36,9 @@ class StudySpec(Section):
         None, description="with object storage only: the local folder holding the study folder <state_path>/<name> "
                           "(Optuna, the scheduler's rungs, study.json, the embedded MLflow store); "
                           "default semtune-studies beside the study file")
+    optuna_storage: str | None = Field(
+        None, description="a database URL for the Optuna studies (postgresql://user@host/db; the password from "
+                          "PGPASSWORD or ~/.pgpass) instead of the study folder's optuna.db")
     ray_address: str | None = None
     seed: int = Field(0, ge=0, lt=2**32, description="Optuna's samplers take 0 <= seed < 2**32")
     report: ReportSpec = ReportSpec()
@@ -103,6 +106,7 @@ WHERE_FIELDS: tuple[tuple[str, ...], ...] = (
     ("state_path",),            # the study folder's parent with object storage
     ("tracking_uri",),          # the MLflow server's address (the embedded store lives in the folder)
     ("ray_address",),           # the Ray cluster's address
+    ("optuna_storage",),        # the Optuna database's address (its studies are named after the study)
     ("resources",),             # CPUs/GPUs per trial: how fast, not what
     ("budget", "max_concurrent"),
     ("budget", "max_failures"),  # retries after a lost node

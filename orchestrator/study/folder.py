@@ -3,7 +3,8 @@
     <storage_path>/<name>/     (<state_path>/<name>/ when storage_path is object storage)
         spec.yaml              the validated spec (relative paths already pinned)
         study.json             spec hash, MLflow store and parent run, versions, creation time
-        optuna.db              one Optuna study per condition (optuna-dashboard can open it)
+        optuna.db              one Optuna study per arm (optuna-dashboard can open it), unless the
+                               spec names a database (optuna_storage: postgresql://…)
         mlflow.db, mlartifacts/  the embedded MLflow store when no tracking_uri is given
         tune/                  Ray Tune's experiment (trials, checkpoints, searcher state); with object
                                storage it is <storage_path>/<name>/tune instead (orchestrator.tune.storage)
@@ -53,6 +54,7 @@ class StudyRecord:
     git_commit: str | None
     created: str
     embedded_tracking: bool = False
+    optuna_storage: str | None = None  # the database of the Optuna studies; None: the folder's optuna.db
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
@@ -145,6 +147,11 @@ class StudyFolder:
         tmp = self.record_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(redact_values(asdict(record)), indent=1))
         os.replace(tmp, self.record_file)
+
+
+def optuna_storage_url(spec: StudySpec, folder: StudyFolder) -> str:
+    """Where the study's Optuna studies live: the database ``optuna_storage`` names, else the folder's ``optuna.db``."""
+    return spec.optuna_storage or folder.optuna_url
 
 
 def is_own_store(tracking_uri: str | None, name: str) -> bool:

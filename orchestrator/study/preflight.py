@@ -5,15 +5,16 @@ says what was tried and what to do, so ``semtune run`` exits with code 2 in seco
 nothing behind: no MLflow run, no Optuna trial, no Tune experiment. Checked, in order:
 
 1. the study folder is writable, and so is the object storage when ``storage_path`` is a URI;
-2. the tracking server answers (or the embedded store's folder is writable);
-3. the dataset is found, or downloaded once here instead of once per trial, and holds the
+2. the Optuna database answers, when ``optuna_storage`` names one, and holds no other study's trials;
+3. the tracking server answers (or the embedded store's folder is writable);
+4. the dataset is found, or downloaded once here instead of once per trial, and holds the
    subsets asked for;
-4. the classifier checkpoint is found or downloaded;
-5. the Ray cluster has a node that fits one trial's resources (a study asking for GPUs on a
+5. the classifier checkpoint is found or downloaded;
+6. the Ray cluster has a node that fits one trial's resources (a study asking for GPUs on a
    CPU-only cluster would otherwise wait forever);
-6. a sqlite tracking store (the embedded one included) is used on a one-node cluster only: workers on
+7. a sqlite tracking store (the embedded one included) is used on a one-node cluster only: workers on
    other nodes would write one sqlite file over a shared file system, or not find it at all;
-7. stage 0 (classifier fine-tuning) runs once, as a Ray task with a trial's resources, into the
+8. stage 0 (classifier fine-tuning) runs once, as a Ray task with a trial's resources, into the
    study's classifier cache that every trial reads.
 """
 
@@ -72,6 +73,32 @@ def check_object_storage(storage_path: str, name: str) -> None:
         raise _fail("storage_path", f"cannot write to {redact_uri(storage_path)} ({redact_uri(reason)}); check "
                                     "the endpoint, the bucket and the credentials in the environment "
                                     "(AWS_*, GOOGLE_*)") from None
+
+
+def check_optuna_storage(spec: StudySpec, folder: StudyFolder) -> None:
+    """The database ``optuna_storage`` names answers, and a new study finds no Optuna study of its name
+    there: it would go on with the trials of another study of that name (started from another folder)."""
+    if not spec.optuna_storage:
+        return
+    import optuna  # the cheap checks first
+
+    from orchestrator.tune.search import optuna_storage
+
+    shown = redact_uri(spec.optuna_storage)
+    try:
+        names = optuna.get_all_study_names(optuna_storage(spec.optuna_storage))
+    except ImportError as err:
+        raise _fail("optuna_storage", f"{shown} needs a database driver that is not installed ({err}); "
+                                      "pip install 'psycopg[binary]' for PostgreSQL") from None
+    except Exception as err:  # SQLAlchemy's and Optuna's errors: a server down, a wrong password, no database
+        reason = redact_uri(" ".join(str(err).split("\n")[0].split()))[:300]
+        raise _fail("optuna_storage", f"cannot open {shown} ({type(err).__name__}: {reason}); check the server, "
+                                      "the database and the password (PGPASSWORD or ~/.pgpass)") from None
+    taken = sorted(n for n in names if n.startswith(f"{spec.name}/"))
+    if taken and not folder.exists():
+        raise _fail("optuna_storage", f"{shown} already holds the Optuna studies of a study named {spec.name!r} "
+                                      f"({taken[0]}, …), started from another folder; choose another name, or "
+                                      "resume that study from its folder")
 
 
 def check_tracking(uri: str) -> None:
@@ -218,6 +245,7 @@ def preflight(spec: StudySpec, folder: StudyFolder, tracking_uri: str | None = N
     of the dataset and the checkpoint, and has no stage 0."""
     uri = tracking_uri or spec.tracking_uri or folder.embedded_tracking_uri
     check_storage(spec, folder)
+    check_optuna_storage(spec, folder)
     if spec.mlflow:
         check_tracking(uri)
     configs = method_configs(spec, folder)
@@ -236,5 +264,5 @@ def preflight(spec: StudySpec, folder: StudyFolder, tracking_uri: str | None = N
         prepare_stage0(spec, configs)
 
 
-__all__ = ["check_dataset", "check_replay_table", "check_resources", "check_storage", "check_tracking",
-           "check_tracking_reach", "preflight"]
+__all__ = ["check_dataset", "check_optuna_storage", "check_replay_table", "check_resources", "check_storage",
+           "check_tracking", "check_tracking_reach", "preflight"]

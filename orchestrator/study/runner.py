@@ -73,7 +73,8 @@ def _open_tracking(spec: StudySpec, folder: StudyFolder) -> StudyRecord:
     record = StudyRecord(name=spec.name, spec_hash=spec.spec_hash(), tracking_uri=uri,
                          experiment_id=study.experiment_id, parent_run_id=study.parent_run_id,
                          semtune_version=orchestrator.__version__, git_commit=commit, created=now_iso(),
-                         embedded_tracking=spec.tracking_uri in (None, folder.embedded_tracking_uri))
+                         embedded_tracking=spec.tracking_uri in (None, folder.embedded_tracking_uri),
+                         optuna_storage=spec.optuna_storage)
     folder.write_record(record)
     return record
 
@@ -82,7 +83,7 @@ def _record_without_mlflow(spec: StudySpec, folder: StudyFolder) -> StudyRecord:
     """``study.json`` of a study that logs nothing to MLflow (``mlflow: false``): no experiment, no runs."""
     record = StudyRecord(name=spec.name, spec_hash=spec.spec_hash(), tracking_uri="", experiment_id="",
                          parent_run_id="", semtune_version=orchestrator.__version__, git_commit=git_commit(),
-                         created=now_iso())
+                         created=now_iso(), optuna_storage=spec.optuna_storage)
     folder.write_record(record)
     return record
 
@@ -95,6 +96,11 @@ def _resumed_record(spec: StudySpec, folder: StudyFolder) -> StudyRecord:
     if record.spec_hash not in (spec.spec_hash(), spec.legacy_spec_hash()):
         raise ConfigError([("name", f"a different study named {spec.name!r} already exists in {folder.path}; "
                                     "choose another name or storage_path")])
+    if bool(record.optuna_storage) != bool(spec.optuna_storage):  # else its trials would start over, elsewhere
+        where = redact_uri(record.optuna_storage) if record.optuna_storage else "its folder's optuna.db"
+        todo = "set optuna_storage to it (or to its new address)" if record.optuna_storage else "omit optuna_storage"
+        raise ConfigError([("optuna_storage", f"study {spec.name!r} keeps its Optuna trials in {where}; "
+                                              f"{todo} to resume it")])
     if not record.tracking_uri or not spec.mlflow:
         if bool(record.tracking_uri) != spec.mlflow:
             was = "true" if record.tracking_uri else "false"
@@ -246,6 +252,6 @@ def resume_study(study_dir: str | Path, verbose: bool = False) -> StudyOutcome:
         raise ConfigError([("STUDY_DIR", f"{folder.path} is not a semtune study folder (no study.json)")])
     spec = load_spec(folder.spec_file)
     # spec.yaml masks credentials in addresses: connect without them (MLflow then reads the environment's)
-    addresses = {k: connectable_uri(v) for k in ("tracking_uri", "ray_address", "storage_path")
+    addresses = {k: connectable_uri(v) for k in ("tracking_uri", "ray_address", "storage_path", "optuna_storage")
                  if (v := getattr(spec, k))}
     return run_study(spec.model_copy(update=addresses), verbose=verbose, folder=folder)

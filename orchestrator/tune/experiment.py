@@ -15,7 +15,7 @@ from __future__ import annotations
 from ray import tune
 
 from orchestrator.spec import StudySpec, base_trial_doc, study_arms
-from orchestrator.study.folder import StudyFolder
+from orchestrator.study.folder import StudyFolder, optuna_storage_url
 from orchestrator.tracking.runs import StudyRun
 from orchestrator.tune.callbacks import RunFinalizer
 from orchestrator.tune.progress import ProgressView
@@ -40,9 +40,10 @@ def build_tuner(spec: StudySpec, folder: StudyFolder, study: StudyRun | None, pr
     trainable = tune.with_resources(tune.with_parameters(semtune_trainable, context=context),
                                     {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     # Every path below is the folder's the study runs from now, also on restore.
-    router = build_router(spec, arms, folder.optuna_url)
+    optuna_url = optuna_storage_url(spec, folder)
+    router = build_router(spec, arms, optuna_url)
     scheduler = build_scheduler(
-        spec.pruner, max_epochs=spec.budget.stage1_epochs + spec.budget.stage2_epochs, storage=folder.optuna_url,
+        spec.pruner, max_epochs=spec.budget.stage1_epochs + spec.budget.stage2_epochs, storage=optuna_url,
         study_prefix=spec.name, state_path=folder.scheduler_state, seed=spec.seed,
     )
     callbacks = [RunFinalizer(study), progress] if study is not None else [progress]

@@ -390,8 +390,12 @@ def arm_seed(seed: int, arm: str) -> int:
 
 
 def optuna_storage(url: str) -> optuna.storages.RDBStorage:
-    """One RDB storage for all the study's Optuna studies (a sqlite file in the study folder)."""
-    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    """One RDB storage for all the study's Optuna studies: the study folder's sqlite file (waiting up to
+    60 s for its lock), or the database ``optuna_storage`` names (giving up on a connection after 10 s)."""
+    dialect = url.partition(":")[0].partition("+")[0]
+    connect_args = {"sqlite": {"timeout": 60}, "postgresql": {"connect_timeout": 10},
+                    "mysql": {"connect_timeout": 10}}.get(dialect, {})
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect_args})
 
 
 def build_router(spec, arms: list[Arm], storage_url: str) -> ArmRouter:

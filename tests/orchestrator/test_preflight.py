@@ -79,6 +79,9 @@ CASES = {
     "unreachable object storage": (
         lambda tmp: {"storage_path": f"s3://bucket/x?endpoint_override=127.0.0.1:{_closed_port()}&scheme=http"},
         "storage_path", ("cannot write to s3://bucket/x", "Could not connect", "AWS_*")),
+    "unreachable Optuna database": (
+        lambda tmp: {"optuna_storage": f"postgresql://semtune@127.0.0.1:{_closed_port()}/optuna"},
+        "optuna_storage", ("cannot open postgresql://semtune@127.0.0.1", "OperationalError", "PGPASSWORD")),
     "unwritable storage": (
         lambda tmp: {"storage_path": str(tmp / "a-file" / "studies")},
         "storage_path", ("cannot write",)),

@@ -65,11 +65,14 @@ def test_a_stopped_study_job_submitted_again_completes_on_both_nodes(cluster, tr
     """(e) ``ray job stop`` mid-study is a graceful stop; the same ``semtune run study.yaml`` submitted
     again resumes it (``run`` continues a study whose folder exists) and the job succeeds."""
     job, spec = _job_folder(tmp_path, study_doc, "stopped", tracking,
-                            budget={"trials_per_condition": 2, "max_concurrent": 2,
+                            budget={"trials_per_condition": 4, "max_concurrent": 2,
                                     "stage1_epochs": 3, "stage2_epochs": 1},
-                            pruner={"name": "none"})  # no trial cut short: the stop lands mid-study, not after it
+                            pruner={"name": "none"})
+    # No trial is cut short, and 4 rounds of 2 trials leave 3 after the first ends: the stop lands mid-study,
+    # not after it (with 2 rounds it came after the study had ended on a fast day: each `ray job` call to
+    # see whether the job still runs takes seconds).
     folder = StudyFolder.for_spec(spec)
-    n_expected = 4
+    n_expected = spec.budget.trials_per_condition * len(spec.conditions.kn) * len(spec.conditions.snr_db)
     submitted = _submit(cluster, job, "semtune", "run", "study.yaml", wait=False)
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     job_id = submitted.stdout.split("Job '")[1].split("'")[0]

@@ -123,6 +123,8 @@ def test_tiny_doc_is_valid_and_reads_fractions(tmp_path):
     ({"storage_path": "ftp://host/studies"}, "storage_path", "unknown scheme 'ftp'; give a folder or a URI of s3://"),
     ({"storage_path": "sftp://AKIAKEY:s3cret@host/x"}, "storage_path", "sftp://AKIAKEY:***@host/x: unknown scheme"),
     ({"state_path": "elsewhere"}, "state_path", "only with object storage"),
+    ({"optuna_storage": "optuna.db"}, "optuna_storage", "not a database URL"),
+    ({"optuna_storage": "pg:x:s3cret@db/x"}, "optuna_storage", "pg:x:s3cret@db/x is not a database URL"),
     ({"storage_path": "s3://bucket/x", "state_path": "a\x00b"}, "state_path", "not a usable path"),
     # dataset: image size whole for the encoders' 4x downsampling
     ({"dataset.image_size": [33, 32]}, "dataset.image_size", "multiples of 4"),
