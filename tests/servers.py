@@ -21,6 +21,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_until_up(proc: subprocess.Popen, answers, log_path: Path, what: str, timeout_s: float) -> None:
+    """Poll ``answers()`` (True once the server serves; OSError while it cannot) until it does; fail the
+    test with the tail of ``log_path`` if ``proc`` exits or ``timeout_s`` passes first."""
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            if answers():
+                return
+        except OSError:
+            pass
+        if time.time() > deadline or proc.poll() is not None:
+            _kill_group(proc)
+            pytest.fail(f"{what} did not start: {log_path.read_text()[-2000:]}")
+        time.sleep(0.5)
+
+
+def _kill_group(proc: subprocess.Popen | None) -> None:
+    """SIGKILL a server started in its own session (``start_new_session``), with everything in its group."""
+    if proc is None:
+        return
+    try:
+        os.killpg(proc.pid, 9)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 class MlflowServer:
     """A real ``mlflow server`` on 127.0.0.1 (sqlite backend, local artifacts under ``root``) that a
     test can stop and start again on the same port and store, as an operator restarting it would."""
@@ -37,25 +64,13 @@ class MlflowServer:
                  "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1",
                  "--port", str(self.port), "--workers", "1"],
                 stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
-        deadline = time.time() + timeout_s
-        while True:
-            try:
-                if urllib.request.urlopen(self.url + "/health", timeout=2).status == 200:
-                    return self
-            except OSError:
-                if time.time() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    pytest.fail(f"mlflow server did not start: {(self.root / 'server.log').read_text()[-2000:]}")
-                time.sleep(0.5)
+        _wait_until_up(self.proc, lambda: urllib.request.urlopen(self.url + "/health", timeout=2).status == 200,
+                       self.root / "server.log", "mlflow server", timeout_s)
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, 9)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
-            self.proc = None
+        _kill_group(self.proc)
+        self.proc = None
 
 
 class S3Server:
@@ -78,17 +93,10 @@ class S3Server:
         with open(self.root / "moto.log", "a") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                                          stdout=log, stderr=log, start_new_session=True)
-        deadline = time.time() + timeout_s
-        while True:
-            try:  # moto answers S3's CreateBucket at its root
-                request = urllib.request.Request(f"{self.endpoint}/{self.bucket}", method="PUT")
-                if urllib.request.urlopen(request, timeout=2).status == 200:
-                    return self
-            except OSError:
-                if time.time() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    pytest.fail(f"moto server did not start: {(self.root / 'moto.log').read_text()[-2000:]}")
-                time.sleep(0.5)
+        create_bucket = urllib.request.Request(f"{self.endpoint}/{self.bucket}", method="PUT")  # S3's CreateBucket
+        _wait_until_up(self.proc, lambda: urllib.request.urlopen(create_bucket, timeout=2).status == 200,
+                       self.root / "moto.log", "moto server", timeout_s)
+        return self
 
     def keys(self, prefix: str = "") -> list[str]:
         """Every object's key under ``prefix``, read back through pyarrow (as Ray reads them)."""
@@ -101,13 +109,8 @@ class S3Server:
         return sorted(i.path.removeprefix(f"{self.bucket}/") for i in infos if i.type == pyarrow.fs.FileType.File)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, 9)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
-            self.proc = None
+        _kill_group(self.proc)
+        self.proc = None
 
 
 class PostgresServer:
@@ -234,16 +237,12 @@ def _kill_tree(proc: subprocess.Popen) -> None:
         pid = todo.pop()
         tree.append(pid)
         todo += children.get(pid, [])
-    try:
-        os.killpg(proc.pid, 9)
-    except ProcessLookupError:
-        pass
-    for pid in tree:
+    for pid in tree:  # the descendants first: after the group's leader is reaped its pid may be reused
         try:
             os.kill(pid, 9)
         except ProcessLookupError:
             pass
-    proc.wait()
+    _kill_group(proc)
 
 
 class SshServer:
@@ -288,22 +287,13 @@ class SshServer:
             Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
         self.proc = subprocess.Popen([str(self.SSHD), "-D", "-f", str(config), "-E", str(self.root / "sshd.log")],
                                      start_new_session=True)
-        deadline = time.time() + timeout_s
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                if time.time() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    pytest.fail(f"sshd did not start: {(self.root / 'sshd.log').read_text()[-2000:]}")
-                time.sleep(0.2)
+        def accepts() -> bool:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+
+        _wait_until_up(self.proc, accepts, self.root / "sshd.log", "sshd", timeout_s)
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, 9)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
-            self.proc = None
+        _kill_group(self.proc)
+        self.proc = None

@@ -33,7 +33,7 @@ from torch import nn
 
 from orchestrator.spec.redact import connectable_uri
 from orchestrator.tracking.tags import TAG_CONDITION, TAG_FRONT, TAG_MODEL, TAG_MODEL_URI, TAG_RANK, TAG_TRIAL, TAG_TRIAL_DIR
-from orchestrator.tune.storage import TuneStorage, is_uri, uri_join
+from orchestrator.tune.storage import is_uri, remote_tune_storage
 
 MODEL_NAME = "semantic_link"
 REPORT_ARTIFACTS = "report"
@@ -97,7 +97,7 @@ def _fetched_checkpoint(trial_dir: str, study_folder: Path | None) -> Path | Non
     if cached:
         return cached[-1]
     try:
-        storage = TuneStorage.remote(uri_join(connectable_uri(spec["storage_path"]), spec["name"], "tune"))
+        storage = remote_tune_storage(connectable_uri(spec["storage_path"]), spec["name"])
         remote = storage.join(trial)
         found = [p for p in storage.glob("checkpoint_*", remote) if storage.exists(posixpath.join(p, "state.pt"))]
         if not found:

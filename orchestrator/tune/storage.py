@@ -118,9 +118,14 @@ class TuneStorage:
         pyarrow.fs.copy_files(source, destination, source_filesystem=self.fs, destination_filesystem=self.fs)
 
 
+def remote_tune_storage(storage_path: str, name: str) -> TuneStorage:
+    """The experiment of study ``name`` on object storage: ``<storage_path>/<name>/tune``."""
+    return TuneStorage.remote(uri_join(storage_path, name, "tune"))
+
+
 def study_tune_storage(spec, folder) -> TuneStorage:
-    """A study's experiment (``spec``: a StudySpec, ``folder``: its StudyFolder): ``<storage_path>/<name>/tune``
-    on object storage, else the study folder's ``tune/``."""
+    """A study's experiment (``spec``: a StudySpec, ``folder``: its StudyFolder): on object storage
+    (:func:`remote_tune_storage`), else the study folder's ``tune/``."""
     if is_uri(spec.storage_path):
-        return TuneStorage.remote(uri_join(spec.storage_path, spec.name, "tune"))
+        return remote_tune_storage(spec.storage_path, spec.name)
     return TuneStorage.local(folder.tune_dir)
