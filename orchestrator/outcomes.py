@@ -25,6 +25,15 @@ BUDGET_KEY = "epochs_total"  # the trial's full budget: stage 1 + stage 2 epochs
 # and a retry of a deterministic failure only repeats it.
 FAILURE_KEY = "failure_reason"
 TRACEBACK_KEY = "failure_traceback"  # ... with its traceback, which the driver writes to the study's log
+# What Tune gets of an epoch's result: all that the driver reads (schedulers, searcher, callbacks, the
+# progress view, restore). The rest (SSIM, losses, speed) goes to MLflow only: Tune keeps running
+# statistics of every numeric key of every trial, and writes them all into each experiment snapshot.
+DRIVER_KEYS = (*METRICS, EPOCH_KEY, BUDGET_KEY)
+
+
+def for_driver(metrics: Mapping) -> dict:
+    """The part of an epoch's metrics that Tune carries to the driver (:data:`DRIVER_KEYS`)."""
+    return {k: metrics[k] for k in DRIVER_KEYS if k in metrics}
 
 
 def result_epoch(result: Mapping | None) -> int | None:

@@ -61,7 +61,10 @@ SAMPLER_NAMES = ("nsga2", "tpe", "gp", "random", "grid")
 
 
 class SamplerSpec(Section):
-    name: Literal[SAMPLER_NAMES] = "nsga2"
+    """The Optuna sampler of every arm. TPE by default: in ``python -m bench`` (replayed studies under
+    MO-ASHA) it held more of the grid's front than NSGA-II, GP and random sampling at equal epochs."""
+
+    name: Literal[SAMPLER_NAMES] = "tpe"
     population_size: int | None = Field(None, ge=2, description="NSGA-II population")
     n_startup_trials: int | None = Field(None, ge=0, description="TPE/GP random start-up trials")
 

@@ -19,7 +19,7 @@ from ray import tune
 
 import search_spaces
 from orchestrator.objectives import METRICS
-from orchestrator.outcomes import BUDGET_KEY, COMPLETED, FAILURE_KEY, TRACEBACK_KEY, Outcome
+from orchestrator.outcomes import BUDGET_KEY, COMPLETED, FAILURE_KEY, TRACEBACK_KEY, Outcome, for_driver
 from orchestrator.tune.errors import failure_reason
 from trainables.config import TrialConfig, build_trial_config
 
@@ -71,7 +71,8 @@ def run_params(cfg: TrialConfig, config: dict[str, Any]) -> dict[str, Any]:
 
 
 class TuneReporter:
-    """The trainables' Reporter for Ray Tune: MLflow first, then ``tune.report`` with the checkpoint."""
+    """The trainables' Reporter for Ray Tune: every metric to MLflow first, then what the driver reads of
+    them (``for_driver``) to ``tune.report``, with the checkpoint."""
 
     def __init__(self, run: TrialRun):
         self.run = run
@@ -79,7 +80,7 @@ class TuneReporter:
 
     def report(self, metrics, checkpoint_dir):
         self.run.log_epoch(metrics)
-        tune.report(dict(metrics), checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+        tune.report(for_driver(metrics), checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
         if self._restored is not None:
             shutil.rmtree(self._restored, ignore_errors=True)
             self._restored = None

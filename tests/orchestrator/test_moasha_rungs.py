@@ -122,6 +122,18 @@ def test_stop_decision_stands_for_a_resumed_trial():
     assert s.on_trial_result(None, trial("b"), result(2, 0.95, 31.0)) == STOP
 
 
+def test_a_trial_kept_at_a_rung_is_not_judged_there_again():
+    """A trial resumed from a checkpoint older than a rung it passed reports that rung again; among the
+    better trials that arrived since it would now be cut, and ASHA never takes a promotion back."""
+    s = scheduler()
+    assert s.on_trial_result(None, trial("a"), result(1, 0.5, 20.0)) == CONTINUE  # first at the rung
+    for name, values in (("b", (0.9, 30.0)), ("c", (0.8, 29.0)), ("d", (0.85, 28.0))):
+        s.on_trial_result(None, trial(name), result(1, *values))
+    assert s.on_trial_result(None, trial("e"), result(1, 0.5, 20.0)) == STOP  # where a stands now
+    assert s.on_trial_result(None, trial("a"), result(1, 0.5, 20.0)) == CONTINUE  # resumed: its promotion stands
+    assert "a" not in s.stopped_trials
+
+
 def test_results_without_epoch_are_ignored():
     s = scheduler()
     assert s.on_trial_result(None, trial("a"), {"accuracy": 0.1, "psnr": 1.0}) == CONTINUE

@@ -7,7 +7,7 @@ import pytest
 from optuna.trial import TrialState
 
 from orchestrator.objectives import METRICS, MODES
-from orchestrator.tune.search import ParetoOptunaSearch, SpaceFunction
+from orchestrator.tune.search import INSTEAD_OF_ATTR, ParetoOptunaSearch, SpaceFunction
 from orchestrator.spec import SearchSpace
 
 
@@ -77,6 +77,33 @@ def test_a_configuration_is_not_run_twice_until_the_space_is_exhausted(tmp_path)
     searcher.on_trial_complete("t0", result={"epoch": 1, "epochs_total": 3, "accuracy": 0.2, "psnr": 12.0})
     seventh = tuple(sorted(searcher.suggest("t6").items()))  # nothing new is left: the repeat runs
     assert seventh in seen
+
+
+def test_a_repeat_gets_the_nearest_unexplored_configuration_in_one_more_ask(tmp_path):
+    """A repeat is told FAIL once and replaced by the unexplored configuration with the fewest
+    parameters changed: one extra Optuna trial per repeat, not one per re-ask."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    space = {"alpha2": {"choices": [0.8, 0.9, 0.97]}, "tau": {"choices": [0.05, 0.2, 1.0]},
+             "proj_dim": {"choices": [16, 64]}}  # 18 configurations
+    searcher = _searcher(url, space=space)
+    for i in range(15):
+        searcher.suggest(f"t{i}")
+    trials = optuna.load_study(study_name="s/c", storage=url).trials
+    rejected = [t for t in trials if "duplicate_of" in t.user_attrs]
+    assert rejected and len(rejected) <= 15
+    for t in rejected:
+        replacement = next(r for r in trials if r.user_attrs.get(INSTEAD_OF_ATTR) == t.number)
+        explored = {tuple(sorted(e.params.items())) for e in trials
+                    if e.number < replacement.number and e.state != TrialState.FAIL}
+        assert tuple(sorted(replacement.params.items())) not in explored
+        changed = sum(replacement.params[k] != t.params[k] for k in t.params)
+        # no unexplored configuration was nearer than the one chosen
+        nearest = min(sum(dict(c)[k] != t.params[k] for k in t.params) for c in (
+            (("alpha2", a), ("proj_dim", p), ("tau", u)) for a in (0.8, 0.9, 0.97) for u in (0.05, 0.2, 1.0)
+            for p in (16, 64)) if tuple(sorted(c)) not in explored)
+        assert changed == nearest
+    configurations = [tuple(sorted(t.params.items())) for t in trials if t.state != TrialState.FAIL]
+    assert len(configurations) == len(set(configurations)) == 15
 
 
 def test_the_nsga2_sampler_pickles_as_tune_pickles_the_searcher():

@@ -15,6 +15,8 @@ Decision rule at a rung (all recorded vectors of that rung and arm (condition ×
 3. the trial continues iff that count is below ``max(1, ceil(n / reduction_factor))``.
 
 So the first trial at a rung always continues, and so does a trial that dominates the rung.
+Decisions stand: a stopped trial stays stopped, and a trial that reports a rung it passed before
+(resumed from an older checkpoint) continues without being judged again.
 Unlike Syne Tune (random epsilon-net tie-break) the rule is deterministic, which is what lets
 a rebuilt scheduler repeat the decisions of the one it replaces.
 
@@ -194,7 +196,16 @@ class ParetoSuccessiveHalving(SnapshotPerTrial, FIFOScheduler):
         if epoch not in self._levels:
             return TrialScheduler.CONTINUE
         rung = self._rungs.setdefault(group_of(trial, self._group_key), {}).setdefault(epoch, {})
+        passed = tid in rung  # judged here before and kept (a stopped trial was answered above)
         rung[tid] = self._vector(result)  # keyed by trial: a re-reported epoch overwrites
+        if passed:
+            # Resumed from a checkpoint older than this rung (a kill landed between a checkpoint and
+            # the deletion of the one before): judged again against a rung that has grown since, the
+            # trial that led it could be stopped, and every trial it had outranked with it. ASHA
+            # never takes a promotion back.
+            logger.info("trial %s reported epoch %d again, a rung it passed before: it continues", tid, epoch)
+            self._persist()
+            return TrialScheduler.CONTINUE
         vectors = [None if v is None else self._signs * np.asarray(v) for v in rung.values()]
         keep = finished or keeps(vectors, list(rung).index(tid), self._eta)
         if not keep:
