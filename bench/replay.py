@@ -81,13 +81,17 @@ def table_meta(table: Path) -> dict[str, Any]:
     return json.loads(pq.read_schema(table).metadata[CURVES_META_KEY])
 
 
-def grid_reference(table: Path, reference: tuple[float, float]) -> dict[str, dict[str, float]]:
-    """Per arm of the proposed method: the full grid's hypervolume, epochs and configurations."""
+def proposed_rows(table: Path) -> list[dict[str, Any]]:
+    """The table's rows of the proposed method (what every per-arm figure below is computed from)."""
     import pyarrow.parquet as pq
 
+    return [r for r in pq.read_table(table).to_pylist() if r["method"] == "proposed"]
+
+
+def grid_reference(rows: list[dict], reference: tuple[float, float]) -> dict[str, dict[str, float]]:
+    """Per arm of the proposed method: the full grid's hypervolume, epochs and configurations."""
     from orchestrator.pareto import hypervolume
 
-    rows = [r for r in pq.read_table(table).to_pylist() if r["method"] == "proposed"]
     out = {}
     for arm in sorted({r["arm"] for r in rows}):
         mine = [r for r in rows if r["arm"] == arm]
@@ -98,21 +102,18 @@ def grid_reference(table: Path, reference: tuple[float, float]) -> dict[str, dic
     return out
 
 
-def table_noise(table: Path, meta: dict) -> dict[str, dict[str, float]]:
+def table_noise(rows: list[dict], meta: dict) -> dict[str, dict[str, float]]:
     """Per arm of the proposed method: how far its configurations' final accuracies spread, against the
     binomial standard error of one accuracy measured on the table's tuning images. When the two are
     close, which configurations make the grid's front is largely chance, and no search can aim at it."""
-    import pyarrow.parquet as pq
-
     dataset = meta["spec"]["dataset"]
     if dataset.get("name", "cifar10") != "cifar10" or "tune_per_class" not in dataset:
         return {}
     images = dataset["tune_per_class"] * 10  # CIFAR-10's ten classes
-    rows = [r for r in pq.read_table(table).to_pylist()
-            if r["method"] == "proposed" and r["epoch"] == r["epochs_total"]]
+    final = [r for r in rows if r["epoch"] == r["epochs_total"]]
     out = {}
-    for arm in sorted({r["arm"] for r in rows}):
-        acc = np.array([r["accuracy"] for r in rows if r["arm"] == arm])
+    for arm in sorted({r["arm"] for r in final}):
+        acc = np.array([r["accuracy"] for r in final if r["arm"] == arm])
         p = float(acc.mean())
         out[arm] = {"tuning_images": images, "accuracy_mean": round(p, 4),
                     "accuracy_sd_across_configurations": round(float(acc.std(ddof=1)), 4),
@@ -120,15 +121,12 @@ def table_noise(table: Path, meta: dict) -> dict[str, dict[str, float]]:
     return out
 
 
-def front_foresight(table: Path) -> dict[str, dict[int, list[float]]]:
+def front_foresight(rows: list[dict]) -> dict[str, dict[int, list[float]]]:
     """Per arm of the proposed method and epoch: for each member of the grid's final front, the share of
     configurations that rank at or ahead of it (Pareto rank) after that epoch. A pruner that keeps the
     top 1/η at an epoch can only keep a front member whose share there is below 1/η."""
-    import pyarrow.parquet as pq
-
     from orchestrator.pareto import nondominated_mask, pareto_ranks
 
-    rows = [r for r in pq.read_table(table).to_pylist() if r["method"] == "proposed"]
     out = {}
     for arm in sorted({r["arm"] for r in rows}):
         scores = {(r["config_id"], r["epoch"]): (r["accuracy"], r["psnr"]) for r in rows if r["arm"] == arm}
@@ -317,7 +315,8 @@ def run(seeds: int, trials: int, names: list[str], table: Path, out: Path, figur
 
     meta = table_meta(table)
     reference = reference_point()
-    grid = grid_reference(table, reference)
+    rows = proposed_rows(table)
+    grid = grid_reference(rows, reference)
     started = time.perf_counter()
     raw, seconds = run_studies(names, seeds, trials, table, meta, grid, jobs)
     if ray.is_initialized():
@@ -338,8 +337,8 @@ def run(seeds: int, trials: int, names: list[str], table: Path, out: Path, figur
             curves[name] = cut_at(hv_curve(runs, grid, at), at, float(ep.max()))
     result = {
         "reference": GRID, "seeds": seeds, "strategies": strategies, "default": default_strategy(),
-        "trials_per_arm": trials, "grid": grid, "table_noise": table_noise(table, meta),
-        "front_foresight": front_foresight(table),
+        "trials_per_arm": trials, "grid": grid, "table_noise": table_noise(rows, meta),
+        "front_foresight": front_foresight(rows),
         "hv_vs_epochs": {"epoch_fraction": at.round(3).tolist(), **curves},
         "table": {"file": str(table.relative_to(ROOT) if table.is_relative_to(ROOT) else table),
                   "recorded": meta["recorded"], "machine": meta["machine"],

@@ -205,6 +205,13 @@ def _distance(a: dict, b: dict, grid: dict[str, list]) -> tuple[int, int]:
     return len(differ), steps
 
 
+def _nearest(candidates: list[dict], params: dict, grid: dict[str, list], rng: random.Random) -> dict:
+    """The candidate nearest ``params`` (:func:`_distance`), ties drawn with ``rng``."""
+    scored = [(_distance(c, params, grid), c) for c in candidates]
+    best = min(d for d, _ in scored)
+    return rng.choice([c for d, c in scored if d == best])
+
+
 class ParetoOptunaSearch(OptunaSearch):
     """``OptunaSearch`` that tells Optuna the truth about pruned and failed trials, and does not
     run one configuration twice.
@@ -229,13 +236,14 @@ class ParetoOptunaSearch(OptunaSearch):
             twin = explored.get(_key(ot_trial.params))
             if twin is None or attempt == MAX_RESAMPLES - 1:
                 return params
-            nearest = self._nearest_unexplored(ot_trial.params, explored, ot_trial.number)
-            if nearest is False:  # every configuration of the space has run: the repeat runs
+            grid, fresh = self._unexplored(explored)
+            if grid is not None and not fresh:  # every configuration of the space has run: the repeat runs
                 return params
             ot_trial.set_user_attr("duplicate_of", twin)
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
             del self._ot_trials[trial_id]  # the next super().suggest asks Optuna for a new trial
-            if nearest is not None:
+            if grid is not None:
+                nearest = _nearest(fresh, ot_trial.params, grid, random.Random(f"{self._study_name}/{ot_trial.number}"))
                 self._ot_study.enqueue_trial(nearest, user_attrs={INSTEAD_OF_ATTR: ot_trial.number})
         return params
 
@@ -245,23 +253,18 @@ class ParetoOptunaSearch(OptunaSearch):
         return {_key(t.params): t.number for t in self._ot_study.get_trials(deepcopy=False, states=live)
                 if t.number != number}
 
-    def _nearest_unexplored(self, params: dict, explored: dict[tuple, int], number: int) -> dict | None | bool:
-        """The unexplored configuration nearest ``params``; ``False`` if none is left; ``None`` if the
-        space cannot be listed (a continuous range, or more than :data:`MAX_LISTED` configurations)."""
+    def _unexplored(self, explored: dict[tuple, int]) -> tuple[dict[str, list] | None, list[dict]]:
+        """(the space's grid, its configurations not in ``explored``); the grid is ``None`` when the space
+        cannot be listed (a continuous range, or more than :data:`MAX_LISTED` configurations)."""
         try:
             grid = finite_grid(self._space.space)
         except ValueError:
-            return None
+            return None, []
         if not grid or math.prod(len(v) for v in grid.values()) > MAX_LISTED:
-            return None
+            return None, []
         names = list(grid)
-        fresh = [c for c in (dict(zip(names, values)) for values in itertools.product(*grid.values()))
-                 if _key(c) not in explored]
-        if not fresh:
-            return False
-        best = min(_distance(c, params, grid) for c in fresh)
-        nearest = [c for c in fresh if _distance(c, params, grid) == best]
-        return random.Random(f"{self._study_name}/{number}").choice(nearest)
+        every = (dict(zip(names, values)) for values in itertools.product(*grid.values()))
+        return grid, [c for c in every if _key(c) not in explored]
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -98,9 +100,9 @@ def test_a_repeat_gets_the_nearest_unexplored_configuration_in_one_more_ask(tmp_
         assert tuple(sorted(replacement.params.items())) not in explored
         changed = sum(replacement.params[k] != t.params[k] for k in t.params)
         # no unexplored configuration was nearer than the one chosen
-        nearest = min(sum(dict(c)[k] != t.params[k] for k in t.params) for c in (
-            (("alpha2", a), ("proj_dim", p), ("tau", u)) for a in (0.8, 0.9, 0.97) for u in (0.05, 0.2, 1.0)
-            for p in (16, 64)) if tuple(sorted(c)) not in explored)
+        lists = [p["choices"] for p in space.values()]
+        every = (tuple(sorted(zip(space, values))) for values in itertools.product(*lists))
+        nearest = min(sum(dict(c)[k] != t.params[k] for k in t.params) for c in every if c not in explored)
         assert changed == nearest
     configurations = [tuple(sorted(t.params.items())) for t in trials if t.state != TrialState.FAIL]
     assert len(configurations) == len(set(configurations)) == 15
