@@ -90,20 +90,41 @@ class SnapshotClock:
 @contextlib.contextmanager
 def tune_own_snapshots():
     """Ray's own snapshot rule (one per checkpoint), for the reference: semtune's policy switched off."""
-    from orchestrator.tune.snapshots import SnapshotPerTrial
+    from orchestrator.tune.snapshots import SnapshotPolicy
 
-    saved = SnapshotPerTrial.on_trial_add
-    SnapshotPerTrial.on_trial_add = lambda self, controller, trial: super(SnapshotPerTrial, self).on_trial_add(
+    saved = SnapshotPolicy.on_trial_add
+    SnapshotPolicy.on_trial_add = lambda self, controller, trial: super(SnapshotPolicy, self).on_trial_add(
         controller, trial)
     try:
         yield
     finally:
-        SnapshotPerTrial.on_trial_add = saved
+        SnapshotPolicy.on_trial_add = saved
+
+
+@contextlib.contextmanager
+def per_trial_snapshots():
+    """semtune's earlier rule, for a reference: every added trial forces a snapshot, however long it takes."""
+    import os
+
+    from orchestrator.tune.snapshots import SHARE_ENV
+
+    saved = os.environ.get(SHARE_ENV)
+    os.environ[SHARE_ENV] = "inf"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(SHARE_ENV)
+        else:
+            os.environ[SHARE_ENV] = saved
+
+
+POLICIES = {"semtune": contextlib.nullcontext, "per-trial": per_trial_snapshots, "tune": tune_own_snapshots}
 
 
 def run_study_measured(trials: int, workdir: Path, policy: str = "semtune") -> tuple[dict[str, Any], Path]:
-    """The replayed study of ``trials`` trials under a snapshot ``policy`` ("semtune" or Ray's own,
-    "tune"); (its measurements, the study folder)."""
+    """The replayed study of ``trials`` trials under a snapshot ``policy`` (:data:`POLICIES`: semtune's,
+    one per added trial, or Ray's own); (its measurements, the study folder)."""
     import yaml
 
     from orchestrator.spec import load_spec
@@ -119,8 +140,7 @@ def run_study_measured(trials: int, workdir: Path, policy: str = "semtune") -> t
     path = workdir / "scale.yaml"
     path.write_text(yaml.safe_dump(doc))
     rss_start = _status_kib("VmRSS")
-    rule = tune_own_snapshots() if policy == "tune" else contextlib.nullcontext()
-    with rule, SnapshotClock() as clock, contextlib.redirect_stderr(io.StringIO()):  # no progress table
+    with POLICIES[policy](), SnapshotClock() as clock, contextlib.redirect_stderr(io.StringIO()):  # no progress table
         t0 = time.perf_counter()
         outcome = run_study(load_spec(path))
         wall = time.perf_counter() - t0
@@ -150,6 +170,10 @@ def run_study_measured(trials: int, workdir: Path, policy: str = "semtune") -> t
             "count": len(snaps), "total_s": round(sum(s["seconds"] for s in snaps), 2),
             "share_of_wall": round(sum(s["seconds"] for s in snaps) / wall, 4),
             "seconds_per_trial_held": None if slope is None else float(f"{slope:.3g}"),
+            # snapshot seconds per trial finished in each fifth of the study: flat if they do not grow
+            "seconds_per_trial_by_fifth": [
+                round(sum(s["seconds"] for s in snaps if (k - 1) * fifth <= s["finished"] < k * fifth) / fifth, 5)
+                for k in range(1, 6)],
             "last": snaps[-1] if snaps else None,
             "by_fifth": [next(({k: s[k] for k in ("trials", "seconds", "bytes", "files")} for s in snaps
                                if s["finished"] >= k * fifth), None) for k in range(1, 6)],
@@ -236,7 +260,8 @@ def table_lines(result: dict) -> list[str]:
         f"driver memory: {s['driver_rss_mib']['before_study']:.0f} MiB before, "
         f"peak {s['driver_rss_mib']['peak']:.0f} MiB",
         f"Tune snapshots: {snap['count']}, {snap['total_s']:.1f} s in all ({100 * snap['share_of_wall']:.1f} % of the "
-        f"wall time), last {snap['last']['seconds'] * 1000:.0f} ms / {snap['last']['bytes'] / 1e6:.2f} MB",
+        f"wall time), last {snap['last']['seconds'] * 1000:.0f} ms / {snap['last']['bytes'] / 1e6:.2f} MB; "
+        f"seconds per trial by fifth {snap['seconds_per_trial_by_fifth']}",
     ]
     for n, r in result["report"].items():
         lines.append(f"semtune report on {n} trials: {r['seconds']:.1f} s, peak {r['peak_rss_mib']:.0f} MiB")
@@ -248,8 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=1000, help="replayed trials (over 10 conditions)")
     p.add_argument("--report-trials", type=int, default=10_000, help="trials of the large report")
     p.add_argument("--out", type=Path, default=RESULTS / "scale.json")
-    p.add_argument("--snapshots", choices=("semtune", "tune"), default="semtune",
-                   help="semtune's snapshot policy, or Ray's own (one per checkpoint) as the reference")
+    p.add_argument("--snapshots", choices=tuple(POLICIES), default="semtune",
+                   help="semtune's snapshot policy; or, as references, one per added trial (semtune's earlier "
+                        "rule) or Ray's own (one per checkpoint)")
     args = p.parse_args(argv)
     if args.trials < len(CONDITIONS):
         print(f"error: --trials: at least {len(CONDITIONS)} (one per condition), got {args.trials}", file=sys.stderr)

@@ -14,7 +14,7 @@ from orchestrator.objectives import METRICS
 
 COMPLETED, PRUNED, FAILED, RUNNING = "completed", "pruned", "failed", "running"
 INTERRUPTED = "interrupted"  # stopped with its study (Ctrl-C, SIGTERM); ``semtune resume`` continues it
-ORPHANED = "orphaned"  # created after the last snapshot of an interrupted study; replaced by a new trial
+ORPHANED = "orphaned"  # of a trial an interrupted study's Tune never recorded nor Optuna adopted; replaced
 FINISHED = (COMPLETED, PRUNED, FAILED)  # a trial in one of these never runs again
 STATUSES = (*FINISHED, RUNNING)  # what a report or the progress table can show
 

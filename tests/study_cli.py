@@ -28,9 +28,10 @@ def trial_runs(client: MlflowClient, experiment_id: str, view=ViewType.ACTIVE_ON
 OPTUNA_STATE = {"completed": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
 
 
-def wait_mid_study(folder, still_running, timeout_s: float = 300) -> list:
-    """Poll the study's MLflow runs until one trial has finished and another has logged an epoch
-    but not finished; return the runs then. ``still_running()`` says whether the study's driver lives."""
+def wait_mid_study(folder, still_running, timeout_s: float = 300, training_ok=lambda run: True) -> list:
+    """Poll the study's MLflow runs until one trial has finished and another (one that
+    ``training_ok(run)`` accepts) has logged an epoch but not finished; return the runs then.
+    ``still_running()`` says whether the study's driver lives."""
     import time
 
     import pytest
@@ -42,7 +43,8 @@ def wait_mid_study(folder, still_running, timeout_s: float = 300) -> list:
             record = folder.read_record()
             runs = trial_runs(MlflowClient(record.tracking_uri), record.experiment_id)
             finished = [r for r in runs if r.data.tags.get("semtune.status") in OPTUNA_STATE]
-            training = [r for r in runs if r.data.tags.get("semtune.status") == "running" and r.data.metrics]
+            training = [r for r in runs if r.data.tags.get("semtune.status") == "running" and r.data.metrics
+                        and training_ok(r)]
             if finished and training:
                 return runs
         time.sleep(0.5)

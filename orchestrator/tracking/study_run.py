@@ -111,8 +111,10 @@ def record_trial_end(study: StudyRun, trial_id: str, condition: str | None, meth
 
 
 def delete_orphans(study: StudyRun, known_trial_ids: set[str]) -> int:
-    """Delete trial runs whose trial Tune does not know (created after the last snapshot of an
-    interrupted study): the trial will never continue, and a new trial takes its place."""
+    """Delete trial runs whose trial Tune does not know after a restore: the trial will never continue,
+    and a new trial takes its place. A trial added after Tune's last snapshot is adopted into it
+    (:func:`orchestrator.tune.restore.adopt_orphaned_trials`), so this is for a study begun by a
+    semtune that did not record each trial in Optuna when it was asked."""
     client = study.client()
     n = 0
     for run in child_runs(client, study):

@@ -19,8 +19,8 @@ from orchestrator.study.folder import StudyFolder, optuna_storage_url
 from orchestrator.tracking.runs import StudyRun
 from orchestrator.tune.callbacks import RunFinalizer
 from orchestrator.tune.progress import ProgressView
-from orchestrator.tune.restore import (relocate_search_state, repair_lagging_checkpoints, settle_ended_trials,
-                                       use_on_restore)
+from orchestrator.tune.restore import (adopt_orphaned_trials, relocate_search_state, repair_lagging_checkpoints,
+                                       settle_ended_trials, use_on_restore)
 from orchestrator.tune.schedulers import build_scheduler
 from orchestrator.tune.search import build_router
 from orchestrator.tune.storage import study_tune_storage
@@ -50,6 +50,7 @@ def build_tuner(spec: StudySpec, folder: StudyFolder, study: StudyRun | None, pr
     storage = study_tune_storage(spec, folder)
     if tune.Tuner.can_restore(storage.path, storage_filesystem=storage.filesystem):
         repair_lagging_checkpoints(storage)
+        adopt_orphaned_trials(storage, router, spec.budget.stage1_epochs + spec.budget.stage2_epochs, trial_dirname)
         settle_ended_trials(storage, router, study)
         relocate_search_state(storage, spec.budget.max_concurrent)
         tuner = tune.Tuner.restore(storage.path, trainable, resume_unfinished=True, resume_errored=False,

@@ -76,6 +76,7 @@ class ProgressView(Callback):
         self._start = time.monotonic()
         self._epochs_now = 0  # epochs finished since this start (the rate of the estimate)
         self._epoch_of: dict[str, tuple[int, int]] = {}  # running trial id -> (epoch, epochs_total)
+        self._swept = False
 
     def _out(self):
         return self.stream or sys.stderr
@@ -102,6 +103,18 @@ class ProgressView(Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self._epoch_of.pop(trial.trial_id, None)
         self._mark(trial, FAILED)
+
+    def on_step_begin(self, iteration, trials, **info):
+        # Once per start: trials a restore found ended after this view's last snapshot (settled, or
+        # adopted) never end again in this run, so they are counted from Tune's record.
+        if not self._swept:
+            self._swept = True
+            for trial in trials:
+                finished = self.progress.state.get(trial.trial_id, ("", RUNNING))[1] in FINISHED
+                if trial.status == "TERMINATED" and not finished:
+                    self.on_trial_complete(iteration, trials, trial)
+                elif trial.status == "ERROR" and not finished:
+                    self.on_trial_error(iteration, trials, trial)
 
     def on_step_end(self, iteration, trials, **info):
         self.draw()

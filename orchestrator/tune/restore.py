@@ -4,6 +4,7 @@ Tune snapshots the experiment on its own clock and when a trial is added (:mod:`
 not at every checkpoint, so a driver killed between two snapshots leaves one that lags the study:
 
 - a trial checkpointed since (:func:`repair_lagging_checkpoints`);
+- a trial added since, which Optuna recorded when it was asked (:func:`adopt_orphaned_trials`);
 - a trial ended since, whose verdict Optuna and MLflow already hold (:func:`settle_ended_trials`):
   restored as unfinished, it would train again and its second ending would contradict the first;
 - the folder moved since (:func:`relocate_search_state`, :func:`use_on_restore`).
@@ -15,6 +16,7 @@ is read and written through :class:`~orchestrator.tune.storage.TuneStorage`: a l
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import posixpath
@@ -25,12 +27,17 @@ import ray
 import ray.cloudpickle
 from optuna.trial import TrialState
 from ray import tune
+from ray.train import Checkpoint
+from ray.train._internal.checkpoint_manager import _CheckpointManager
+from ray.train._internal.session import _TrainingResult
+from ray.tune.experiment import Trial
+from ray.tune.trainable.metadata import _TrainingRunMetadata
 
 from orchestrator.objectives import METRICS
 from orchestrator.outcomes import BUDGET_KEY, COMPLETED, EPOCH_KEY, FAILED, FAILURE_KEY, FINISHED, PRUNED, Outcome
 from orchestrator.tracking.runs import StudyRun, find_trial_run, finish_run
 from orchestrator.tracking.tags import TAG_REASON, TAG_STATUS
-from orchestrator.tune.search import PRUNED_AT_ATTR, RUNG_VALUES_ATTR, TUNE_TRIAL_ATTR, ArmRouter
+from orchestrator.tune.search import PRUNED_AT_ATTR, RUNG_VALUES_ATTR, TUNE_CONFIG_ATTR, TUNE_TRIAL_ATTR, ArmRouter
 from orchestrator.tune.storage import TuneStorage
 
 log = logging.getLogger(__name__)
@@ -88,6 +95,94 @@ def repair_lagging_checkpoints(storage: TuneStorage) -> int:
                         posixpath.basename(trial_dir), named[-1], posixpath.basename(newer[-1]))
             repaired += 1
     return repaired
+
+
+def adopt_orphaned_trials(storage: TuneStorage, router: ArmRouter, budget_epochs: int, dirname) -> int:
+    """Add to Tune's last snapshot every trial added after it, from what Optuna recorded when it was asked.
+
+    An added trial forces a snapshot only while snapshots are cheap (:mod:`orchestrator.tune.snapshots`),
+    so a driver killed between two snapshots leaves trials that Tune's record lacks, though Optuna
+    asked them, their MLflow runs exist, and they may have checkpointed or ended. Each is added with
+    its own trial id and config, a copy of a recorded trial's Tune state otherwise: its newest
+    checkpoint, if any, is where it continues, and one that ended is then settled by
+    :func:`settle_ended_trials` from the verdict Optuna holds. Its slot in Tune's concurrency limit is
+    taken, as it was before the kill. The restored searcher adopts the same trials
+    (``ArmRouter.restore``). Ray has no way to add a trial to a restore: the trials are written into
+    the snapshot with Tune's own (de)serialisation of a ``Trial``. ``dirname(trial)``: the study's
+    trial folder name. Returns how many.
+    """
+    path = _latest_state(storage)
+    if path is None:
+        return 0
+    state = json.loads(storage.read(path))
+    entries = state.get("trial_data", [])
+    known = {json.loads(trial_json).get("trial_id") for trial_json, _ in entries}
+    orphans = [t for searcher in router.searchers.values()
+               for t in searcher._ot_study._storage.get_all_trials(searcher._ot_study._study_id, deepcopy=False)
+               if t.user_attrs.get(TUNE_CONFIG_ATTR) and t.user_attrs.get(TUNE_TRIAL_ATTR) not in known]
+    if not orphans:
+        return 0
+    if not entries:  # the first trial always forces a snapshot, so this is a snapshot from before any
+        log.warning("Tune's last snapshot holds no trial to copy; %d trial(s) asked after it are closed instead",
+                    len(orphans))
+        return 0
+    template_json, template_runtime = entries[0]
+    continuing = 0
+    for t in orphans:
+        trial = _orphan_trial(template_json, template_runtime, t.user_attrs[TUNE_TRIAL_ATTR],
+                              t.user_attrs[TUNE_CONFIG_ATTR], budget_epochs, dirname, storage)
+        entries.append(list(trial.get_json_state()))
+        continuing += t.state == TrialState.RUNNING and trial.checkpoint is not None
+    adopted = {t.user_attrs[TUNE_TRIAL_ATTR] for t in orphans}
+
+    def take_slots(search_state) -> bool:
+        generator = search_state if isinstance(search_state, dict) else {}
+        limiter = generator.get("name:ConcurrencyLimiter")
+        if isinstance(limiter, dict):
+            new = adopted - set(limiter.get("live_trials", ()))
+            limiter["live_trials"] = set(limiter.get("live_trials", ())) | new
+            limiter["num_unfinished_live_trials"] = limiter.get("num_unfinished_live_trials", 0) + len(new)
+        if isinstance(generator.get("counter"), int):
+            generator["counter"] += len(adopted)  # Tune's count of created trials, against num_samples
+        return True
+
+    # The slots first: a resume killed between the two writes adopts the trials again, and finds their
+    # slots taken (a set); the other way round they would complete without their searcher being told.
+    _edit_search_state(storage, take_slots)
+    storage.write(path, json.dumps(state).encode())
+    log.warning("%d trial(s) were added after Tune's last snapshot; adopted from what Optuna recorded "
+                "(%d continue from a checkpoint)", len(orphans), continuing)
+    return len(orphans)
+
+
+def _orphan_trial(template_json: str, template_runtime: str, trial_id: str, config: dict, budget_epochs: int,
+                  dirname, storage: TuneStorage) -> Trial:
+    """Tune's ``Trial`` of an orphan: the template's, with the orphan's id, config, folder and newest checkpoint."""
+    trial = Trial.from_json_state(template_json, stub=True)  # stub: the trainable need not be registered here
+    trial.trial_id, trial.stub = trial_id, False
+    trial.config = dict(config)
+    trial._Trial__unresolved_config = dict(config)
+    trial.evaluated_params = dict(config)
+    trial.experiment_tag = f"adopted_{trial_id}"
+    trial.relative_logdir = trial.custom_trial_name = trial.custom_dirname = dirname(trial)
+    trial.storage = copy.copy(trial.storage)
+    trial.storage.trial_dir_name = trial.relative_logdir
+    trial.storage.current_checkpoint_index = -1  # Tune numbers the trial's next checkpoint one past this
+    trial.status = Trial.PENDING
+    template_metadata = _TrainingRunMetadata.from_json_state(template_runtime)
+    metadata = _TrainingRunMetadata()
+    metadata.checkpoint_manager = _CheckpointManager(template_metadata.checkpoint_manager.checkpoint_config)
+    metadata.last_result = {"trial_id": trial_id, "config": dict(config), BUDGET_KEY: budget_epochs}
+    checkpoints = [p for p in storage.glob("checkpoint_*", storage.join(trial.relative_logdir)) if storage.is_dir(p)]
+    if checkpoints:  # the trial continues from its newest, as a lagging snapshot's trial does
+        name = posixpath.basename(checkpoints[-1])
+        trial.storage.current_checkpoint_index = int(name.rpartition("_")[2])  # not the template's
+        checkpoint = Checkpoint(path=posixpath.join(trial.storage.trial_fs_path, name),
+                                filesystem=trial.storage.storage_filesystem)
+        metadata.checkpoint_manager.register_checkpoint(_TrainingResult(checkpoint, dict(metadata.last_result)))
+    trial.run_metadata = metadata
+    trial.invalidate_json_state()
+    return trial
 
 
 def relocate_search_state(storage: TuneStorage, max_concurrent: int | None = None) -> bool:

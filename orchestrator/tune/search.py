@@ -4,9 +4,10 @@ Ray's ``OptunaSearch`` does the asking and telling; this module adds what it lac
 - early-stopped trials are told ``PRUNED`` and errored ones ``FAIL`` (upstream tells both
   ``COMPLETE`` with their last, low-fidelity values when they reported anything, which would
   pollute the sampler's population and every front read from the study);
-- after a restore, Optuna trials that the restored searcher never heard of (asked after the
-  last experiment snapshot, before the driver died) are closed as ``FAIL`` instead of
-  staying ``RUNNING`` forever;
+- each asked Optuna trial records its Tune trial id and config at once, so that a trial asked
+  after Tune's last experiment snapshot, before the driver died, is adopted by the restored
+  searcher (and by Tune's record, :func:`orchestrator.tune.restore.adopt_orphaned_trials`);
+  one asked but never recorded is closed as ``FAIL`` instead of staying ``RUNNING`` forever;
 - :class:`ArmRouter` runs one such searcher per arm (condition × method, :mod:`orchestrator.spec.arms`)
   inside a single Tune run, so every arm shares the cluster concurrently and keeps its own named study.
 """
@@ -97,7 +98,8 @@ class TunedGridSampler(optuna.samplers.GridSampler):
 
 
 PRUNED_AT_ATTR = "pruned_at_epoch"  # user attribute of a PRUNED Optuna trial: the epoch the scheduler stopped it at
-TUNE_TRIAL_ATTR = "tune_trial_id"  # user attribute of a told Optuna trial (and a pruner's shadow trial): its Tune trial
+TUNE_TRIAL_ATTR = "tune_trial_id"  # user attribute of an asked Optuna trial (and a pruner's shadow trial): its Tune trial
+TUNE_CONFIG_ATTR = "tune_config"  # user attribute of an asked Optuna trial: the config its Tune trial runs with
 RUNG_VALUES_ATTR = "rung_values"  # user attribute of a pruned trial: its objectives at the rung it stopped at
 
 
@@ -287,15 +289,40 @@ class ParetoOptunaSearch(OptunaSearch):
                 ot_trial.set_user_attr(RUNG_VALUES_ATTR, list(objective_values(result)))
         else:
             state = TrialState.COMPLETE
-        ot_trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
+        if ot_trial.user_attrs.get(TUNE_TRIAL_ATTR) != trial_id:  # asked before semtune recorded it at once
+            ot_trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
         self._ot_study.tell(ot_trial, list(values) if values else None, state=state)
         self._completed_trials.add(trial_id)
         # Forgotten once told (the storage keeps it): every Tune snapshot pickles this searcher, which
         # would otherwise grow with every trial the study has run.
         del self._ot_trials[trial_id]
 
+    def record(self, trial_id: str, config: dict) -> None:
+        """Write on the Optuna trial asked for ``trial_id`` the Tune trial and its config: what a restore
+        needs to adopt it if Tune's last snapshot came before it."""
+        ot_trial = self._ot_trials[trial_id]
+        ot_trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
+        ot_trial.set_user_attr(TUNE_CONFIG_ATTR, config)
+
+    def adopt(self, known: set[str]) -> list[str]:
+        """Take back the Optuna trials recorded for a Tune trial not in ``known`` (asked after the
+        snapshot this searcher was restored from): a running one is told its verdict when its Tune
+        trial ends, a finished one is done. Returns their Tune trial ids."""
+        adopted = []
+        for t in self._ot_study.get_trials(deepcopy=False):
+            trial_id = t.user_attrs.get(TUNE_TRIAL_ATTR)
+            if not trial_id or trial_id in known or TUNE_CONFIG_ATTR not in t.user_attrs:
+                continue
+            if t.state == TrialState.RUNNING:
+                self._ot_trials[trial_id] = optuna.Trial(self._ot_study, t._trial_id)
+            else:
+                self._completed_trials.add(trial_id)
+            adopted.append(trial_id)
+        return adopted
+
     def close_orphans(self) -> int:
-        """Mark RUNNING Optuna trials unknown to this (restored) searcher as FAIL; return how many."""
+        """Mark RUNNING Optuna trials unknown to this (restored) searcher as FAIL: asked, but the driver
+        died before it recorded their Tune trial. Returns how many."""
         known = {t.number for t in self._ot_trials.values()}
         n = 0
         for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -403,10 +430,12 @@ class ArmRouter(Searcher):
         params = self.searchers[name].suggest(trial_id)
         if params is None:
             return None
+        config = {**params, **self.arms[name].as_config()}
         if trial_id not in self.owner:
+            self.searchers[name].record(trial_id, config)
             self.owner[trial_id] = name
             self.issued[name] += 1
-        return {**params, **self.arms[name].as_config()}
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         pass  # multi-objective Optuna has no intermediate values
@@ -435,6 +464,14 @@ class ArmRouter(Searcher):
         self.issued, self.owner, self.arms = state["issued"], state["owner"], state["arms"]
         for name, d in state["searchers"].items():
             self.searchers[name].__dict__.update(d)
+        adopted = 0
+        for name, searcher in self.searchers.items():
+            for trial_id in searcher.adopt(set(self.owner)):
+                self.owner[trial_id] = name
+                self.issued[name] += 1
+                adopted += 1
+        if adopted:
+            log.info("adopted %d trial(s) asked after Tune's last snapshot", adopted)
         closed = self.close_orphans()
         if closed:
             log.info("closed %d Optuna trial(s) left RUNNING by the interrupted driver", closed)

@@ -15,7 +15,7 @@ from orchestrator.spec import PrunerSpec
 from orchestrator.tune.schedulers import (
     PRUNER_NAMES, OptunaPrunerScheduler, ParetoSuccessiveHalving, Unpruned, build_scheduler,
 )
-from orchestrator.tune.snapshots import SnapshotPerTrial
+from orchestrator.tune.snapshots import SnapshotPolicy
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 WEIGHTS = {"accuracy": 1.0, "psnr": 0.01}
@@ -140,7 +140,7 @@ def test_pruner_must_be_an_optuna_pruner():
 @pytest.mark.parametrize("name", PRUNER_NAMES)
 def test_factory_builds_every_name(name, tmp_path):
     s = build_scheduler(PrunerSpec(name=name, scalarization=WEIGHTS), max_epochs=9, state_path=tmp_path / "s.json")
-    assert isinstance(s, FIFOScheduler) and isinstance(s, SnapshotPerTrial)
+    assert isinstance(s, FIFOScheduler) and isinstance(s, SnapshotPolicy)
     expected = {"moasha": ParetoSuccessiveHalving, "none": Unpruned}.get(name, OptunaPrunerScheduler)
     assert type(s) is expected
     if isinstance(s, OptunaPrunerScheduler):

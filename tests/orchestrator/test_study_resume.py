@@ -2,13 +2,17 @@
 
 The study runs in a subprocess (``semtune run``, its own local Ray), is killed once some trials have
 finished and others are mid-training, and is resumed with ``semtune resume``. Afterwards nothing is
-lost or duplicated (:func:`study_cli.assert_resumed_whole`). The graceful stop (SIGTERM, as
+lost or duplicated (:func:`study_cli.assert_resumed_whole`). It runs twice: with semtune's snapshot
+policy, and with added trials forcing no snapshot and Tune's clock out of reach, so that the
+kill leaves trials Tune's record lacks and the resume must adopt them. The graceful stop (SIGTERM, as
 ``ray job stop`` sends it) is drilled on real ``ray start`` processes in ``test_ray_jobs.py``.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -23,20 +27,40 @@ from study_cli import SEMTUNE, assert_resumed_whole, semtune_env, wait_mid_study
 pytestmark = pytest.mark.slow
 
 
-def test_killed_driver_resumes_without_lost_or_duplicated_runs(write_study, tmp_path):
+ORPHANS = {"SEMTUNE_SNAPSHOT_SHARE": "0", "TUNE_GLOBAL_CHECKPOINT_S": "3600"}
+
+
+def _unrecorded_by_tune(folder):
+    """A trial run whose trial Tune's newest snapshot lacks and that has checkpointed: the kill then
+    leaves a trial to adopt that continues from its checkpoint."""
+    def ok(run) -> bool:
+        states = sorted(folder.tune_dir.glob("experiment_state-*.json"))
+        if not states:
+            return False
+        known = {json.loads(t)["trial_id"] for t, _ in json.loads(states[-1].read_text())["trial_data"]}
+        trial_id = run.data.tags["semtune.trial_id"]
+        return trial_id not in known and any(folder.tune_dir.glob(f"*_{trial_id}/checkpoint_*"))
+    return ok
+
+
+@pytest.mark.parametrize("env", [{}, ORPHANS], ids=["policy", "orphans"])
+def test_killed_driver_resumes_without_lost_or_duplicated_runs(write_study, tmp_path, env):
     """SIGKILL: nothing runs on the driver's side; its local Ray goes with it, as with a lost head."""
+    # With orphans the kill waits for a trial Tune's record lacks to be mid-training, without a rung
+    # that could stop it meanwhile; pruning decisions across a resume are drilled in the first run.
+    pruner = {"name": "none"} if env else {"name": "moasha", "grace_epochs": 1, "reduction_factor": 2}
     path = write_study(name="killed", budget={"trials_per_condition": 4, "max_concurrent": 2,
-                                              "stage1_epochs": 2, "stage2_epochs": 2},
-                       pruner={"name": "moasha", "grace_epochs": 1, "reduction_factor": 2})
+                                              "stage1_epochs": 2, "stage2_epochs": 2}, pruner=pruner)
     spec = load_spec(path)
     folder = StudyFolder.for_spec(spec)
     n_expected = spec.budget.trials_per_condition * len(spec.conditions.kn) * len(spec.conditions.snr_db)
 
     log = open(tmp_path / "run.log", "w")
-    proc = subprocess.Popen([*SEMTUNE, "run", str(path)], cwd=tmp_path, env=semtune_env(), stdout=log, stderr=log,
+    proc = subprocess.Popen([*SEMTUNE, "run", str(path)], cwd=tmp_path, env=semtune_env(**env), stdout=log, stderr=log,
                             start_new_session=True)
     try:
-        before = wait_mid_study(folder, lambda: proc.poll() is None)
+        before = wait_mid_study(folder, lambda: proc.poll() is None,
+                                training_ok=_unrecorded_by_tune(folder) if env else lambda run: True)
         os.kill(proc.pid, signal.SIGKILL)  # the driver only; its local Ray notices and shuts down
         proc.wait(timeout=120)
         time.sleep(3)
@@ -50,9 +74,14 @@ def test_killed_driver_resumes_without_lost_or_duplicated_runs(write_study, tmp_
     assert MlflowClient(record.tracking_uri).get_run(record.parent_run_id).info.status == "RUNNING"  # nobody closed it
     assert len(before) < n_expected
 
-    done = subprocess.run([*SEMTUNE, "resume", str(folder.path)], cwd=tmp_path, env=semtune_env(),
+    done = subprocess.run([*SEMTUNE, "resume", str(folder.path)], cwd=tmp_path, env=semtune_env(**env),
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     assert "resuming study 'killed'" in done.stderr
     assert f"study finished: {n_expected} trials" in done.stdout, done.stdout
     assert_resumed_whole(folder, n_expected, before)
+    if env:  # the kill came after trials that only Optuna had recorded: they were adopted, not replaced
+        adopted = re.search(r"(\d+) trial\(s\) were added after .* \((\d+) continue from a checkpoint\)",
+                            folder.log_file.read_text())
+        assert adopted and int(adopted[2]) >= 1, adopted
+        assert "Error handling checkpoint" not in folder.log_file.read_text()  # its checkpoints numbered on

@@ -147,3 +147,30 @@ def test_a_lagging_snapshot_on_object_storage_is_repaired_and_settled_there(tmp_
     run = next(r for r in child_runs(study.client(), study) if r.data.tags[TAG_TRIAL] == "ended")
     assert run.data.tags[TAG_TRIAL_DIR] == "s3://semtune-test/restore/tune/ended"
     assert settle_ended_trials(storage, router, study) == 0 and repair_lagging_checkpoints(storage) == 0
+
+
+# -- a trial added after Tune's last snapshot --------------------------------------------------------
+
+
+def test_trials_asked_after_the_snapshot_are_adopted_not_asked_again(tmp_path):
+    """The restored searcher takes back what Optuna recorded when each trial was asked: the one still
+    running is told its verdict on the same Optuna trial, the one ended counts as issued; neither is
+    closed FAIL nor replaced by a new ask."""
+    spec = build_spec(tiny_doc(), tmp_path)
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    router = build_router(spec, study_arms(spec), url)
+    router.suggest("t1")
+    router.save(str(tmp_path / "searcher-state.pkl"))  # Tune's last snapshot: t1 only
+    running, ended = router.suggest("t2"), router.suggest("t3")
+    router.on_trial_complete("t3", result={"epoch": 3, "epochs_total": 3, "accuracy": 0.5, "psnr": 20.0})
+
+    fresh = build_router(spec, study_arms(spec), url)  # the resumed driver's
+    fresh.restore(str(tmp_path / "searcher-state.pkl"))
+    assert fresh.owner == router.owner and fresh.issued == router.issued
+    assert fresh.suggest("t2") == running  # the same configuration, the same Optuna trial
+    fresh.on_trial_complete("t2", result={"epoch": 1, "epochs_total": 3, "accuracy": 0.2, "psnr": 11.0})
+    studies = {name: s._ot_study for name, s in fresh.searchers.items()}
+    trials = {t.user_attrs["tune_trial_id"]: t for s in studies.values() for t in s.trials}
+    assert {tid: t.state.name for tid, t in trials.items()} == {"t1": "RUNNING", "t2": "PRUNED", "t3": "COMPLETE"}
+    assert trials["t3"].user_attrs["tune_config"] == ended
+    assert sum(len(s.trials) for s in studies.values()) == 3  # nothing closed, nothing asked again

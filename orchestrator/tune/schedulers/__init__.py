@@ -18,12 +18,12 @@ from orchestrator.spec.arms import ARM_KEY  # trials compete only within their a
 from orchestrator.spec.sections import OPTUNA_PRUNERS, PRUNER_NAMES
 from orchestrator.tune.schedulers.moasha import ParetoSuccessiveHalving
 from orchestrator.tune.schedulers.optuna_pruning import OptunaPrunerScheduler
-from orchestrator.tune.snapshots import SnapshotPerTrial
+from orchestrator.tune.snapshots import SnapshotPolicy
 
 __all__ = ["OptunaPrunerScheduler", "ParetoSuccessiveHalving", "PRUNER_NAMES", "Unpruned", "build_scheduler"]
 
 
-class Unpruned(SnapshotPerTrial, FIFOScheduler):
+class Unpruned(SnapshotPolicy, FIFOScheduler):
     """Every trial runs its whole budget (``pruner: none``)."""
 
 

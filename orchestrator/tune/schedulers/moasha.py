@@ -42,7 +42,7 @@ from orchestrator.objectives import METRICS
 from orchestrator.outcomes import reached_budget, result_epoch
 from orchestrator.pareto import pareto_ranks
 from orchestrator.tune.schedulers.args import check_arg, is_int, is_number
-from orchestrator.tune.snapshots import SnapshotPerTrial
+from orchestrator.tune.snapshots import SnapshotPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def write_json_atomic(path: str, payload) -> None:
         raise
 
 
-class ParetoSuccessiveHalving(SnapshotPerTrial, FIFOScheduler):
+class ParetoSuccessiveHalving(SnapshotPolicy, FIFOScheduler):
     """MO-ASHA: stop a trial at a rung when it is not in the top 1/η of its arm's Pareto order (condition × method).
 
     Args:

@@ -27,12 +27,12 @@ from orchestrator.outcomes import reached_budget, result_epoch
 from orchestrator.tune.schedulers.args import check_arg, is_number
 from orchestrator.tune.schedulers.moasha import group_of
 from orchestrator.tune.search import TUNE_TRIAL_ATTR
-from orchestrator.tune.snapshots import SnapshotPerTrial
+from orchestrator.tune.snapshots import SnapshotPolicy
 
 _SUFFIX = "/pruning"
 
 
-class OptunaPrunerScheduler(SnapshotPerTrial, FIFOScheduler):
+class OptunaPrunerScheduler(SnapshotPolicy, FIFOScheduler):
     """Stop Tune trials when an Optuna pruner, fed a weighted sum of the objectives, says so.
 
     Args:
