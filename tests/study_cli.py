@@ -51,6 +51,36 @@ def wait_mid_study(folder, still_running, timeout_s: float = 300, training_ok=la
     pytest.fail("the study never reached a state with finished and running trials")
 
 
+# Added trials force no snapshot and Tune's clock is out of reach: a kill leaves trials to adopt.
+ORPHANS_ENV = {"SEMTUNE_SNAPSHOT_SHARE": "0", "TUNE_GLOBAL_CHECKPOINT_S": "3600"}
+
+
+def unrecorded_by_tune(storage):
+    """For ``wait_mid_study(training_ok=…)``: a trial run whose trial Tune's newest snapshot in ``storage``
+    (a TuneStorage) lacks and that has checkpointed, so that the kill leaves a trial to adopt that
+    continues from its checkpoint."""
+    import json
+
+    def ok(run) -> bool:
+        states = storage.glob("experiment_state-*.json")
+        if not states:
+            return False
+        known = {json.loads(t)["trial_id"] for t, _ in json.loads(storage.read(states[-1]))["trial_data"]}
+        trial_id = run.data.tags["semtune.trial_id"]
+        return trial_id not in known and any(storage.glob("checkpoint_*", d) for d in storage.glob(f"*_{trial_id}"))
+    return ok
+
+
+def assert_adopted(log_text: str) -> None:
+    """The resume adopted trials that Tune's last snapshot lacked, one at least continuing from its
+    checkpoint, and Tune numbered that trial's checkpoints on from it."""
+    import re
+
+    adopted = re.search(r"(\d+) trial\(s\) were added after .* \((\d+) continue from a checkpoint\)", log_text)
+    assert adopted and int(adopted[2]) >= 1, adopted
+    assert "Error handling checkpoint" not in log_text
+
+
 def assert_gracefully_interrupted(client: MlflowClient, record) -> None:
     """After a graceful stop: the parent run KILLED, no trial run RUNNING, the unfinished ones KILLED
     with status ``interrupted``."""

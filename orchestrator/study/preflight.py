@@ -32,7 +32,7 @@ import pyarrow.fs
 from orchestrator.spec import StudySpec, base_trial_doc, condition_grid
 from orchestrator.spec.redact import connectable_uri, redact_uri
 from orchestrator.study.folder import StudyFolder
-from orchestrator.tune.storage import is_uri, uri_join
+from orchestrator.tune.storage import is_uri, remote_tune_storage, uri_join
 from trainables.config import ConfigError, TrialConfig
 
 TRACKING_TIMEOUT_S = 5.0
@@ -56,6 +56,18 @@ def check_storage(spec: StudySpec, folder: StudyFolder) -> None:
                            f"({type(err).__name__}: {err.strerror or err}); choose a writable {field}") from None
     if is_uri(spec.storage_path):
         check_object_storage(spec.storage_path, spec.name)
+        if not folder.exists():
+            check_no_experiment(spec.storage_path, spec.name)
+
+
+def check_no_experiment(storage_path: str, name: str) -> None:
+    """A new study finds no Tune experiment of its name on the object storage: Tune would restore that
+    experiment, another study's (started from another folder), into this one."""
+    storage = remote_tune_storage(storage_path, name)
+    if storage.glob("experiment_state-*.json"):
+        raise _fail("storage_path", f"{redact_uri(storage_path)} already holds the Tune experiment of a study named "
+                                    f"{name!r} ({redact_uri(storage.describe())}), started from another folder; "
+                                    "choose another name, or resume that study from its folder")
 
 
 def check_object_storage(storage_path: str, name: str) -> None:
@@ -264,5 +276,5 @@ def preflight(spec: StudySpec, folder: StudyFolder, tracking_uri: str | None = N
         prepare_stage0(spec, configs)
 
 
-__all__ = ["check_dataset", "check_optuna_storage", "check_replay_table", "check_resources", "check_storage",
+__all__ = ["check_dataset", "check_no_experiment", "check_optuna_storage", "check_replay_table", "check_resources", "check_storage",
            "check_tracking", "check_tracking_reach", "preflight"]

@@ -209,8 +209,9 @@ def run_study(spec: StudySpec, verbose: bool = False, folder: StudyFolder | None
         expected = sum(a.trials for a in arms)
         progress = ProgressView({a.name: a.trials for a in arms},
                                 epochs_per_trial=spec.budget.stage1_epochs + spec.budget.stage2_epochs)
-        # semtune forces an experiment snapshot whenever a trial is added (orchestrator/tune/snapshots.py);
-        # Tune warns about every forced one that takes long, which says nothing to a user here.
+        # semtune forces an experiment snapshot when a trial is added, while they are cheap
+        # (orchestrator/tune/snapshots.py); Tune warns about forced ones that come often, which says
+        # nothing to a user here.
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
         try:
             with _stop_gracefully_on_sigterm():
