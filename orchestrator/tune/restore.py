@@ -37,7 +37,8 @@ from orchestrator.objectives import METRICS
 from orchestrator.outcomes import BUDGET_KEY, COMPLETED, EPOCH_KEY, FAILED, FAILURE_KEY, FINISHED, PRUNED, Outcome
 from orchestrator.tracking.runs import StudyRun, find_trial_run, finish_run
 from orchestrator.tracking.tags import TAG_REASON, TAG_STATUS
-from orchestrator.tune.search import PRUNED_AT_ATTR, RUNG_VALUES_ATTR, TUNE_CONFIG_ATTR, TUNE_TRIAL_ATTR, ArmRouter
+from orchestrator.tune.search import (ORPHANED_ATTR, PRUNED_AT_ATTR, RUNG_VALUES_ATTR, TUNE_CONFIG_ATTR,
+                                     TUNE_TRIAL_ATTR, ArmRouter, close_orphan)
 from orchestrator.tune.storage import TuneStorage
 
 log = logging.getLogger(__name__)
@@ -117,15 +118,22 @@ def adopt_orphaned_trials(storage: TuneStorage, router: ArmRouter, budget_epochs
     state = json.loads(storage.read(path))
     entries = state.get("trial_data", [])
     known = {json.loads(trial_json).get("trial_id") for trial_json, _ in entries}
-    orphans = [t for searcher in router.searchers.values()
-               for t in searcher._ot_study._storage.get_all_trials(searcher._ot_study._study_id, deepcopy=False)
-               if t.user_attrs.get(TUNE_CONFIG_ATTR) and t.user_attrs.get(TUNE_TRIAL_ATTR) not in known]
+    studies = [searcher._ot_study for searcher in router.searchers.values()]
+    orphans = [(study, t) for study in studies for t in study._storage.get_all_trials(study._study_id, deepcopy=False)
+               if t.user_attrs.get(TUNE_CONFIG_ATTR) and t.user_attrs.get(TUNE_TRIAL_ATTR) not in known
+               and ORPHANED_ATTR not in t.user_attrs]
     if not orphans:
         return 0
-    if not entries:  # the first trial always forces a snapshot, so this is a snapshot from before any
-        log.warning("Tune's last snapshot holds no trial to copy; %d trial(s) asked after it are closed instead",
+    if not entries:
+        # No trial to copy: the driver died in the step that added the first trials, before the snapshot
+        # it forces, so none of them has started. They are closed, and new trials asked in their place.
+        for study, t in orphans:
+            if t.state == TrialState.RUNNING:
+                close_orphan(study, t)
+        log.warning("%d trial(s) were asked before Tune's first snapshot of a trial; closed, to be asked again",
                     len(orphans))
         return 0
+    orphans = [t for _, t in orphans]
     template_json, template_runtime = entries[0]
     continuing = 0
     for t in orphans:
@@ -142,8 +150,8 @@ def adopt_orphaned_trials(storage: TuneStorage, router: ArmRouter, budget_epochs
             new = adopted - set(limiter.get("live_trials", ()))
             limiter["live_trials"] = set(limiter.get("live_trials", ())) | new
             limiter["num_unfinished_live_trials"] = limiter.get("num_unfinished_live_trials", 0) + len(new)
-        if isinstance(generator.get("counter"), int):
-            generator["counter"] += len(adopted)  # Tune's count of created trials, against num_samples
+        if isinstance(generator.get("counter"), int):  # Tune's count of created trials, against num_samples
+            generator["counter"] = max(generator["counter"], len(entries))  # idempotent, as below
         return True
 
     # The slots first: a resume killed between the two writes adopts the trials again, and finds their

@@ -101,6 +101,7 @@ PRUNED_AT_ATTR = "pruned_at_epoch"  # user attribute of a PRUNED Optuna trial: t
 TUNE_TRIAL_ATTR = "tune_trial_id"  # user attribute of an asked Optuna trial (and a pruner's shadow trial): its Tune trial
 TUNE_CONFIG_ATTR = "tune_config"  # user attribute of an asked Optuna trial: the config its Tune trial runs with
 RUNG_VALUES_ATTR = "rung_values"  # user attribute of a pruned trial: its objectives at the rung it stopped at
+ORPHANED_ATTR = "orphaned"  # user attribute of a trial closed FAIL because no restored Tune run can continue it
 
 
 def _as_ranked(trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
@@ -311,7 +312,7 @@ class ParetoOptunaSearch(OptunaSearch):
         adopted = []
         for t in self._ot_study.get_trials(deepcopy=False):
             trial_id = t.user_attrs.get(TUNE_TRIAL_ATTR)
-            if not trial_id or trial_id in known or TUNE_CONFIG_ATTR not in t.user_attrs:
+            if not trial_id or trial_id in known or TUNE_CONFIG_ATTR not in t.user_attrs or ORPHANED_ATTR in t.user_attrs:
                 continue
             if t.state == TrialState.RUNNING:
                 self._ot_trials[trial_id] = optuna.Trial(self._ot_study, t._trial_id)
@@ -324,14 +325,18 @@ class ParetoOptunaSearch(OptunaSearch):
         """Mark RUNNING Optuna trials unknown to this (restored) searcher as FAIL: asked, but the driver
         died before it recorded their Tune trial. Returns how many."""
         known = {t.number for t in self._ot_trials.values()}
-        n = 0
-        for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.number not in known:
-                self._ot_study._storage.set_trial_user_attr(t._trial_id, "orphaned",
-                                                            "asked before an interruption; never ran to a result")
-                self._ot_study.tell(t.number, state=TrialState.FAIL)
-                n += 1
-        return n
+        orphans = [t for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                   if t.number not in known]
+        for t in orphans:
+            close_orphan(self._ot_study, t)
+        return len(orphans)
+
+
+def close_orphan(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Tell a RUNNING Optuna trial FAIL, marked :data:`ORPHANED_ATTR`: no restored Tune run will continue it."""
+    study._storage.set_trial_user_attr(trial._trial_id, ORPHANED_ATTR,
+                                       "asked before an interruption; never ran to a result")
+    study.tell(trial.number, state=TrialState.FAIL)
 
 
 # -- all arms in one Tune run ---------------------------------------------------------------------

@@ -12,7 +12,8 @@ from orchestrator.outcomes import Outcome, trial_outcome
 from orchestrator.spec import build_spec, study_arms
 from orchestrator.tracking.runs import StudyRun, child_runs, finish_run, trial_tags
 from orchestrator.tracking.tags import TAG_PARENT, TAG_STATUS, TAG_TRIAL, TAG_TRIAL_DIR
-from orchestrator.tune.restore import repair_lagging_checkpoints, settle_ended_trials, unfinished_in_last_snapshot
+from orchestrator.tune.restore import (adopt_orphaned_trials, repair_lagging_checkpoints, settle_ended_trials,
+                                       unfinished_in_last_snapshot)
 from orchestrator.tune.search import build_router
 from orchestrator.tune.storage import TuneStorage
 from study_docs import tiny_doc
@@ -174,3 +175,22 @@ def test_trials_asked_after_the_snapshot_are_adopted_not_asked_again(tmp_path):
     assert {tid: t.state.name for tid, t in trials.items()} == {"t1": "RUNNING", "t2": "PRUNED", "t3": "COMPLETE"}
     assert trials["t3"].user_attrs["tune_config"] == ended
     assert sum(len(s.trials) for s in studies.values()) == 3  # nothing closed, nothing asked again
+
+
+def test_trials_asked_before_any_snapshot_of_a_trial_are_closed_to_be_asked_again(tmp_path):
+    """The driver died in the step that added the first trials, before the snapshot it forces: Tune's
+    record has no trial to copy, and nothing of those trials has run."""
+    spec = build_spec(tiny_doc(), tmp_path)
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    router = build_router(spec, study_arms(spec), url)
+    router.save(str(tmp_path / "searcher-state.pkl"))  # Tune's snapshot at its start
+    router.suggest("t1")
+    tune_dir = tmp_path / "tune"
+    tune_dir.mkdir()
+    (tune_dir / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": []}))
+    fresh = build_router(spec, study_arms(spec), url)
+    assert adopt_orphaned_trials(TuneStorage.local(tune_dir), fresh, 3, lambda trial: trial.trial_id) == 0
+    fresh.restore(str(tmp_path / "searcher-state.pkl"))
+    assert fresh.owner == {} and sum(fresh.issued.values()) == 0  # asked again, not adopted
+    trials = [t for s in fresh.searchers.values() for t in s._ot_study.trials]
+    assert [(t.state.name, "orphaned" in t.user_attrs) for t in trials] == [("FAIL", True)]
