@@ -65,7 +65,10 @@ def unrecorded_by_tune(storage):
         states = storage.glob("experiment_state-*.json")
         if not states:
             return False
-        known = {json.loads(t)["trial_id"] for t, _ in json.loads(storage.read(states[-1]))["trial_data"]}
+        try:
+            known = {json.loads(t)["trial_id"] for t, _ in json.loads(storage.read(states[-1]))["trial_data"]}
+        except ValueError:  # read while Tune was copying it to the storage
+            return False
         trial_id = run.data.tags["semtune.trial_id"]
         return trial_id not in known and any(storage.glob("checkpoint_*", d) for d in storage.glob(f"*_{trial_id}"))
     return ok

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 import search_spaces
@@ -80,6 +80,16 @@ class StudySpec(Section):
         if not v and info.data.get("tracking_uri"):
             raise ValueError("false, but tracking_uri is set (nothing would be logged there); drop one of them")
         return v
+
+    @model_validator(mode="after")
+    def _first_rung_within_budget(self):
+        epochs = self.budget.stage1_epochs + self.budget.stage2_epochs
+        if self.pruner.grace_epochs is not None and self.pruner.grace_epochs > epochs:
+            reason = f"{self.pruner.grace_epochs} is past the last epoch of a trial (budget: {epochs} epochs)"
+            raise ValidationError.from_exception_data("pruner", [InitErrorDetails(
+                type=PydanticCustomError("past_budget", reason), loc=("pruner", "grace_epochs"),
+                input=self.pruner.grace_epochs)])
+        return self
 
     def spec_hash(self) -> str:
         """The study's identity: a hash of what defines the science, not of where it runs.

@@ -88,12 +88,25 @@ def _record_without_mlflow(spec: StudySpec, folder: StudyFolder) -> StudyRecord:
     return record
 
 
+def _hashes_under_the_first_rung_of_before(spec: StudySpec) -> tuple[str, ...]:
+    """The hashes ``spec`` had when ``pruner.grace_epochs`` defaulted to 1 (until 2026-12-07), if it
+    leaves that field unset: such a study resumes only with its rungs set as they began."""
+    if spec.pruner.grace_epochs is not None:
+        return ()
+    before = spec.model_copy(update={"pruner": spec.pruner.model_copy(update={"grace_epochs": 1})})
+    return before.spec_hash(), before.legacy_spec_hash()
+
+
 def _resumed_record(spec: StudySpec, folder: StudyFolder) -> StudyRecord:
     """``study.json`` of the study in ``folder``, checked against ``spec`` (same science, same MLflow
     store), with the tracking URI it is resumed with: the folder's own ``mlflow.db`` for the embedded
     store, ``spec.tracking_uri`` for a server (which may have a new address)."""
     record = folder.read_record()
     if record.spec_hash not in (spec.spec_hash(), spec.legacy_spec_hash()):
+        if record.spec_hash in _hashes_under_the_first_rung_of_before(spec):
+            raise ConfigError([("pruner.grace_epochs", f"study {spec.name!r} began when the first rung defaulted "
+                                                      "to epoch 1 (now stage 2's first epoch); set "
+                                                      "grace_epochs: 1 in its study file to resume it as it began")])
         raise ConfigError([("name", f"a different study named {spec.name!r} already exists in {folder.path}; "
                                     "choose another name or storage_path")])
     if bool(record.optuna_storage) != bool(spec.optuna_storage):  # else its trials would start over, elsewhere

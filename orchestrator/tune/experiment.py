@@ -43,7 +43,8 @@ def build_tuner(spec: StudySpec, folder: StudyFolder, study: StudyRun | None, pr
     optuna_url = optuna_storage_url(spec, folder)
     router = build_router(spec, arms, optuna_url)
     scheduler = build_scheduler(
-        spec.pruner, max_epochs=spec.budget.stage1_epochs + spec.budget.stage2_epochs, storage=optuna_url,
+        spec.pruner, max_epochs=spec.budget.stage1_epochs + spec.budget.stage2_epochs,
+        stage1_epochs=spec.budget.stage1_epochs, storage=optuna_url,
         study_prefix=spec.name, state_path=folder.scheduler_state, seed=spec.seed,
     )
     callbacks = [RunFinalizer(study), progress] if study is not None else [progress]

@@ -37,8 +37,8 @@ from orchestrator.objectives import METRICS
 from orchestrator.outcomes import BUDGET_KEY, COMPLETED, EPOCH_KEY, FAILED, FAILURE_KEY, FINISHED, PRUNED, Outcome
 from orchestrator.tracking.runs import StudyRun, find_trial_run, finish_run
 from orchestrator.tracking.tags import TAG_REASON, TAG_STATUS
-from orchestrator.tune.search import (ORPHANED_ATTR, PRUNED_AT_ATTR, RUNG_VALUES_ATTR, TUNE_CONFIG_ATTR,
-                                     TUNE_TRIAL_ATTR, ArmRouter, close_orphan)
+from orchestrator.tune.search import (PRUNED_AT_ATTR, RUNG_VALUES_ATTR, TUNE_CONFIG_ATTR, TUNE_TRIAL_ATTR,
+                                     ArmRouter, close_orphan, unrecorded_in_tune)
 from orchestrator.tune.storage import TuneStorage
 
 log = logging.getLogger(__name__)
@@ -118,10 +118,8 @@ def adopt_orphaned_trials(storage: TuneStorage, router: ArmRouter, budget_epochs
     state = json.loads(storage.read(path))
     entries = state.get("trial_data", [])
     known = {json.loads(trial_json).get("trial_id") for trial_json, _ in entries}
-    studies = [searcher._ot_study for searcher in router.searchers.values()]
-    orphans = [(study, t) for study in studies for t in study._storage.get_all_trials(study._study_id, deepcopy=False)
-               if t.user_attrs.get(TUNE_CONFIG_ATTR) and t.user_attrs.get(TUNE_TRIAL_ATTR) not in known
-               and ORPHANED_ATTR not in t.user_attrs]
+    orphans = [(searcher._ot_study, t) for searcher in router.searchers.values()
+               for t in unrecorded_in_tune(searcher._ot_study, known)]
     if not orphans:
         return 0
     if not entries:
@@ -135,9 +133,10 @@ def adopt_orphaned_trials(storage: TuneStorage, router: ArmRouter, budget_epochs
         return 0
     orphans = [t for _, t in orphans]
     template_json, template_runtime = entries[0]
+    checkpoint_config = _TrainingRunMetadata.from_json_state(template_runtime).checkpoint_manager.checkpoint_config
     continuing = 0
     for t in orphans:
-        trial = _orphan_trial(template_json, template_runtime, t.user_attrs[TUNE_TRIAL_ATTR],
+        trial = _orphan_trial(template_json, checkpoint_config, t.user_attrs[TUNE_TRIAL_ATTR],
                               t.user_attrs[TUNE_CONFIG_ATTR], budget_epochs, dirname, storage)
         entries.append(list(trial.get_json_state()))
         continuing += t.state == TrialState.RUNNING and trial.checkpoint is not None
@@ -163,7 +162,7 @@ def adopt_orphaned_trials(storage: TuneStorage, router: ArmRouter, budget_epochs
     return len(orphans)
 
 
-def _orphan_trial(template_json: str, template_runtime: str, trial_id: str, config: dict, budget_epochs: int,
+def _orphan_trial(template_json: str, checkpoint_config, trial_id: str, config: dict, budget_epochs: int,
                   dirname, storage: TuneStorage) -> Trial:
     """Tune's ``Trial`` of an orphan: the template's, with the orphan's id, config, folder and newest checkpoint."""
     trial = Trial.from_json_state(template_json, stub=True)  # stub: the trainable need not be registered here
@@ -177,9 +176,8 @@ def _orphan_trial(template_json: str, template_runtime: str, trial_id: str, conf
     trial.storage.trial_dir_name = trial.relative_logdir
     trial.storage.current_checkpoint_index = -1  # Tune numbers the trial's next checkpoint one past this
     trial.status = Trial.PENDING
-    template_metadata = _TrainingRunMetadata.from_json_state(template_runtime)
     metadata = _TrainingRunMetadata()
-    metadata.checkpoint_manager = _CheckpointManager(template_metadata.checkpoint_manager.checkpoint_config)
+    metadata.checkpoint_manager = _CheckpointManager(checkpoint_config)
     metadata.last_result = {"trial_id": trial_id, "config": dict(config), BUDGET_KEY: budget_epochs}
     checkpoints = [p for p in storage.glob("checkpoint_*", storage.join(trial.relative_logdir)) if storage.is_dir(p)]
     if checkpoints:  # the trial continues from its newest, as a lagging snapshot's trial does

@@ -310,10 +310,8 @@ class ParetoOptunaSearch(OptunaSearch):
         snapshot this searcher was restored from): a running one is told its verdict when its Tune
         trial ends, a finished one is done. Returns their Tune trial ids."""
         adopted = []
-        for t in self._ot_study.get_trials(deepcopy=False):
-            trial_id = t.user_attrs.get(TUNE_TRIAL_ATTR)
-            if not trial_id or trial_id in known or TUNE_CONFIG_ATTR not in t.user_attrs or ORPHANED_ATTR in t.user_attrs:
-                continue
+        for t in unrecorded_in_tune(self._ot_study, known):
+            trial_id = t.user_attrs[TUNE_TRIAL_ATTR]
             if t.state == TrialState.RUNNING:
                 self._ot_trials[trial_id] = optuna.Trial(self._ot_study, t._trial_id)
             else:
@@ -330,6 +328,14 @@ class ParetoOptunaSearch(OptunaSearch):
         for t in orphans:
             close_orphan(self._ot_study, t)
         return len(orphans)
+
+
+def unrecorded_in_tune(study: optuna.Study, known: set[str]) -> list[optuna.trial.FrozenTrial]:
+    """The trials of ``study`` recorded for a Tune trial not in ``known`` (the trial ids of a Tune
+    snapshot) and not closed as orphans: what a restore adopts, into Tune's record and the searcher."""
+    return [t for t in study._storage.get_all_trials(study._study_id, deepcopy=False)
+            if t.user_attrs.get(TUNE_TRIAL_ATTR) and TUNE_CONFIG_ATTR in t.user_attrs
+            and t.user_attrs[TUNE_TRIAL_ATTR] not in known and ORPHANED_ATTR not in t.user_attrs]
 
 
 def close_orphan(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

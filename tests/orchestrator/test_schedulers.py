@@ -136,6 +136,26 @@ def test_pruner_must_be_an_optuna_pruner():
 # -- build_scheduler ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("grace", "stage1", "expected"),
+    [(None, 4, (5,)), (None, 6, (1, 3)), (None, None, (1, 3)), (2, 4, (2,)), (1, 4, (1, 3))],  # fmt: skip
+)
+def test_the_first_rung_defaults_to_the_first_epoch_of_stage_2(grace, stage1, expected, tmp_path):
+    s = build_scheduler(PrunerSpec(grace_epochs=grace), max_epochs=6, stage1_epochs=stage1,
+                        state_path=tmp_path / "s.json")
+    assert s.rung_levels == expected
+
+
+@pytest.mark.parametrize("grace", [None, 5])
+def test_no_trial_is_stopped_in_stage_1_by_default(grace, tmp_path):
+    """Rung 5 of 4 + 2 epochs: a trial far behind is kept through stage 1 and stopped one epoch into stage 2."""
+    s = build_scheduler(PrunerSpec(grace_epochs=grace), max_epochs=6, stage1_epochs=4,
+                        state_path=tmp_path / "s.json")
+    for tid in "abc":
+        run(s, trial(tid), [(0.9, 30.0)] * 6, total=6)
+    assert run(s, trial("d"), [(0.1, 5.0)] * 6, total=6) == [CONTINUE] * 4 + [STOP]
+
+
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 @pytest.mark.parametrize("name", PRUNER_NAMES)
 def test_factory_builds_every_name(name, tmp_path):

@@ -94,6 +94,7 @@ def test_tiny_doc_is_valid_and_reads_fractions(tmp_path):
      "integer reduction_factor"),
     ({"pruner.reduction_factor": float("inf")}, "pruner.reduction_factor", "finite number"),
     ({"pruner.grace_epochs": 0}, "pruner.grace_epochs", "greater than or equal to 1"),
+    ({"pruner.grace_epochs": 99}, "pruner.grace_epochs", "99 is past the last epoch of a trial"),
     # budget and resources
     ({"budget.trials_per_condition": 0}, "budget.trials_per_condition", "greater than or equal to 1 (got 0)"),
     ({"budget.max_concurrent": 0}, "budget.max_concurrent", "greater than or equal to 1 (got 0)"),

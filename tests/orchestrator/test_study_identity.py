@@ -30,7 +30,7 @@ from orchestrator.spec.study import PATH_OR_KIND_FIELDS, WHERE_FIELDS
 from orchestrator.study.folder import StudyFolder
 from orchestrator.tracking.study_run import relocate_artifacts
 from orchestrator.tune.search import build_router
-from study_docs import tiny_doc, with_changes
+from study_docs import DELETE, tiny_doc, with_changes
 from study_cli import SEMTUNE, semtune_env, trial_runs  # tests/ is on the pytest pythonpath
 
 
@@ -81,6 +81,28 @@ def test_a_moved_checkout_or_study_file_is_the_same_study(tmp_path):
     assert here.storage_path != there.storage_path and here.dataset.search_dirs != there.dataset.search_dirs
     assert here.spec_hash() == there.spec_hash()
     assert here.legacy_spec_hash() != there.legacy_spec_hash()  # what study.json held before
+
+
+def test_a_study_begun_under_the_first_rung_of_before_is_told_how_to_resume(tmp_path):
+    """A study whose file leaves ``pruner.grace_epochs`` unset, begun when it defaulted to 1, is not a
+    "different study": resuming it names the field and the value it began with; set, it resumes."""
+    from orchestrator.study.folder import StudyRecord
+    from orchestrator.study.runner import _resumed_record
+    from trainables.config import ConfigError
+
+    unset = with_changes(tiny_doc(), {"pruner.grace_epochs": DELETE, "mlflow": False})
+    began = build_spec(changed(unset, "pruner.grace_epochs", 1), tmp_path)
+    folder = StudyFolder(tmp_path / "tiny")
+    folder.path.mkdir()
+    folder.write_record(StudyRecord(name="tiny", spec_hash=began.spec_hash(), tracking_uri="", experiment_id="",
+                                    parent_run_id="", semtune_version="0", git_commit=None, created="now"))
+    with pytest.raises(ConfigError) as err:
+        _resumed_record(build_spec(unset, tmp_path), folder)
+    [(path, reason)] = err.value.problems
+    assert path == "pruner.grace_epochs" and "set grace_epochs: 1" in reason, err.value.problems
+    assert _resumed_record(began, folder).spec_hash == began.spec_hash()
+    with pytest.raises(ConfigError, match="a different study named 'tiny'"):  # any other change stays refused
+        _resumed_record(build_spec(changed(unset, "seed", 7), tmp_path), folder)
 
 
 def test_checkpoint_kinds_stay_apart(tmp_path):
