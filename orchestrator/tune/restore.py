@@ -20,7 +20,6 @@ import copy
 import json
 import logging
 import posixpath
-import re
 
 import pyarrow.fs
 import ray
@@ -42,7 +41,6 @@ from orchestrator.tune.search import (PRUNED_AT_ATTR, RUNG_VALUES_ATTR, TUNE_CON
 from orchestrator.tune.storage import TuneStorage
 
 log = logging.getLogger(__name__)
-_CHECKPOINT_NAME = re.compile(r"checkpoint_\d{6}")
 _ENDED = ("TERMINATED", "ERROR")  # Tune statuses a restore leaves alone
 
 
@@ -78,6 +76,8 @@ def repair_lagging_checkpoints(storage: TuneStorage) -> int:
     recover from checkpoint as it does not exist on storage anymore" (seen in the SIGKILL test).
     Tune has no option for this, so the newer checkpoint is copied under the old name: the trial
     function reads its epoch from the checkpoint's own state, so it continues from the newer one.
+    The name is the one a restore loads: the checkpoint manager's latest, not the last result's
+    ``checkpoint_dir_name``, which a snapshot taken between the two can hold one ahead (seen in CI).
     """
     path = _latest_state(storage)
     if path is None:
@@ -85,17 +85,25 @@ def repair_lagging_checkpoints(storage: TuneStorage) -> int:
     repaired = 0
     for trial_json, runtime_json in json.loads(storage.read(path)).get("trial_data", []):
         trial_dir = storage.join(str(json.loads(trial_json).get("relative_logdir")))
-        named = _CHECKPOINT_NAME.findall(runtime_json)  # the last result's checkpoint_dir_name
-        if not named or not storage.is_dir(trial_dir) or storage.exists(posixpath.join(trial_dir, named[-1])):
+        named = _restored_checkpoint_name(runtime_json)
+        if not named or not storage.is_dir(trial_dir) or storage.exists(posixpath.join(trial_dir, named)):
             continue
         newer = [p for p in storage.glob("checkpoint_*", trial_dir)
-                 if storage.is_dir(p) and posixpath.basename(p) > named[-1]]
+                 if storage.is_dir(p) and posixpath.basename(p) > named]
         if newer:
-            storage.copy_tree(newer[-1], posixpath.join(trial_dir, named[-1]))
+            storage.copy_tree(newer[-1], posixpath.join(trial_dir, named))
             log.warning("%s: Tune's snapshot names %s, which a kill left deleted; restoring from %s instead",
-                        posixpath.basename(trial_dir), named[-1], posixpath.basename(newer[-1]))
+                        posixpath.basename(trial_dir), named, posixpath.basename(newer[-1]))
             repaired += 1
     return repaired
+
+
+def _restored_checkpoint_name(runtime_json: str) -> str | None:
+    """The folder name of the checkpoint a restore of this trial loads (Tune's checkpoint manager's
+    latest, pickled inside the snapshot's JSON), or ``None`` when it has none."""
+    manager = _TrainingRunMetadata.from_json_state(runtime_json).checkpoint_manager
+    latest = manager.latest_checkpoint_result if manager is not None else None
+    return posixpath.basename(latest.checkpoint.path) if latest and latest.checkpoint else None
 
 
 def adopt_orphaned_trials(storage: TuneStorage, router: ArmRouter, budget_epochs: int, dirname) -> int:

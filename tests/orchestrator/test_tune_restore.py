@@ -7,6 +7,10 @@ import json
 
 import ray.cloudpickle
 from mlflow.tracking import MlflowClient
+from ray.train import Checkpoint, CheckpointConfig
+from ray.train._internal.checkpoint_manager import _CheckpointManager
+from ray.train._internal.session import _TrainingResult
+from ray.tune.trainable.metadata import _TrainingRunMetadata
 
 from orchestrator.outcomes import Outcome, trial_outcome
 from orchestrator.spec import build_spec, study_arms
@@ -19,9 +23,20 @@ from orchestrator.tune.storage import TuneStorage
 from study_docs import tiny_doc
 
 
-def _state(tune_dir, dirname: str, checkpoint: str) -> None:
+def _runtime(trial_dir, checkpoint: str, last_result_names: str | None = None) -> str:
+    """Tune's run metadata of a trial whose checkpoint manager holds ``checkpoint`` (what a restore
+    loads) and whose last result names ``last_result_names`` (by default the same)."""
+    metadata = _TrainingRunMetadata()
+    metadata.checkpoint_manager = _CheckpointManager(CheckpointConfig(num_to_keep=1))
+    last = {"epoch": 2, "checkpoint_dir_name": last_result_names or checkpoint}
+    metadata.checkpoint_manager.register_checkpoint(_TrainingResult(Checkpoint(str(trial_dir / checkpoint)), last))
+    metadata.last_result = last
+    return metadata.get_json_state()
+
+
+def _state(tune_dir, dirname: str, checkpoint: str, last_result_names: str | None = None) -> None:
     trial = json.dumps({"relative_logdir": dirname, "status": "RUNNING"})
-    runtime = json.dumps({"last_result": str({"epoch": 2, "checkpoint_dir_name": checkpoint})})
+    runtime = _runtime(tune_dir / dirname, checkpoint, last_result_names)
     (tune_dir / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": [[trial, runtime]]}))
 
 
@@ -33,6 +48,18 @@ def test_the_named_but_deleted_checkpoint_is_restored_from_the_newer_one(tmp_pat
     assert repair_lagging_checkpoints(TuneStorage.local(tmp_path)) == 1
     assert (trial / "checkpoint_000002" / "state.pt").read_bytes() == b"epoch 3"
     assert repair_lagging_checkpoints(TuneStorage.local(tmp_path)) == 0  # idempotent
+
+
+def test_the_checkpoint_a_restore_loads_is_repaired_not_the_last_results(tmp_path):
+    """Snapshotted after the result naming checkpoint 2 but before Tune registered it, then killed once
+    checkpoint 1 was deleted: the restore loads checkpoint 1 (seen in CI, 2026-12-07)."""
+    trial = tmp_path / "t"
+    for n in (2, 3):
+        (trial / f"checkpoint_00000{n}").mkdir(parents=True)
+        (trial / f"checkpoint_00000{n}" / "state.pt").write_bytes(f"epoch {n}".encode())
+    _state(tmp_path, "t", "checkpoint_000001", last_result_names="checkpoint_000002")
+    assert repair_lagging_checkpoints(TuneStorage.local(tmp_path)) == 1
+    assert (trial / "checkpoint_000001" / "state.pt").read_bytes() == b"epoch 3"
 
 
 def test_a_present_or_unrecoverable_checkpoint_is_left_alone(tmp_path):
@@ -131,7 +158,7 @@ def test_a_lagging_snapshot_on_object_storage_is_repaired_and_settled_there(tmp_
     (tune_dir / "ended" / "checkpoint_000003" / "state.pt").write_bytes(b"epoch 3")
     state = tune_dir / "experiment_state-2026-01-01_00-00-00.json"
     doc = json.loads(state.read_text())
-    doc["trial_data"][0][1] = json.dumps({"last_result": {"epoch": 2, "checkpoint_dir_name": "checkpoint_000002"}})
+    doc["trial_data"][0][1] = _runtime(tune_dir / "ended", "checkpoint_000002")
     state.write_text(json.dumps(doc))
     storage = TuneStorage.remote(s3_server.uri("restore/tune"))
     pyarrow.fs.copy_files(str(tune_dir), storage.path, destination_filesystem=storage.fs)
